@@ -1,0 +1,168 @@
+r"""Tokenize a LibriSpeech / Libri-Light corpus into sharded token TFRecords.
+
+Locally (DirectRunner, the default)::
+
+  python -m pipelines.tokenize \
+    --input_dir=/data/LibriSpeech --splits=dev-clean,train-clean-100 \
+    --output_dir=/data/tokens --kmeans=/data/kmeans_logmel_1024.npz \
+    --lyra_dir=/models/lyra --num_shards=64 \
+    --direct_running_mode=multi_processing --direct_num_workers=8
+
+On Dataflow (every Beam option passes through unchanged)::
+
+  python -m pipelines.tokenize \
+    --input_dir=gs://BUCKET/LibriSpeech --archives \
+    --output_dir=gs://BUCKET/tokens/librispeech \
+    --kmeans=gs://BUCKET/kmeans.npz --lyra_download --num_shards=1024 \
+    --runner=DataflowRunner --project=PROJECT --region=us-central1 \
+    --temp_location=gs://BUCKET/tmp --setup_file=./setup.py \
+    --max_num_workers=200
+
+Output: ``<output_dir>/<split>/<split>-NNNNN-of-MMMMM.tfrecord`` (records as in
+``audiolm_t5x.contract``, sorted by id, one shard per id hash), a manifest per
+shard, ``dataset_info.json`` and ``dead_letter.jsonl``.
+
+Restarts: a shard is committed by writing its manifest after its records
+(both by atomic rename). A rerun with the same flags over the same
+``--output_dir`` skips every input whose shard is committed and redoes only
+the others; settings that differ from the committed shards are refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import posixpath
+import shlex
+import sys
+from typing import Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from audiolm_t5x import contract
+from audiolm_t5x.pipelines import corpus as corpus_lib
+from audiolm_t5x.pipelines import options as options_lib
+from audiolm_t5x.pipelines import transforms
+
+
+def make_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--input_dir", required=True,
+                 help="corpus root with <split>/ folders (or, with "
+                 "--archives, a folder of .tar.gz); any Beam filesystem")
+  p.add_argument("--output_dir", required=True)
+  p.add_argument("--kmeans", required=True,
+                 help="semantic codebook .npz from pipelines.fit_kmeans")
+  p.add_argument("--corpus", default=corpus_lib.LIBRISPEECH,
+                 choices=corpus_lib.CORPORA)
+  p.add_argument("--splits", default="",
+                 help="comma-separated split names (default: all found)")
+  p.add_argument("--archives", action="store_true",
+                 help="read the released .tar.gz archives, streamed")
+  p.add_argument("--group_seconds", type=float, default=None,
+                 help="group a chapter's utterances in reading order into "
+                 "records of at most this many seconds (0: whole chapter); "
+                 "default: one record per file")
+  p.add_argument("--num_shards", type=int, default=16,
+                 help="shards per split (keep it when resuming)")
+  p.add_argument("--batch_size", type=int, default=8,
+                 help="utterances per tokenizer call (batched backends)")
+  p.add_argument("--stream_seconds", type=float, default=300.0,
+                 help="inputs longer than this are streamed in blocks")
+  p.add_argument("--keep_silence", action="store_true",
+                 help="tokenize all-zero audio instead of dead-lettering it")
+  options_lib.add_tokenizer_flags(p)
+  return p
+
+
+def tokenizer_spec(args: argparse.Namespace) -> transforms.TokenizerSpec:
+  return transforms.TokenizerSpec(
+      semantic=args.semantic_backend,
+      semantic_options=tuple(sorted(
+          options_lib.semantic_options(args).items())),
+      codebook=args.kmeans,
+      acoustic=args.acoustic_backend,
+      acoustic_options=tuple(sorted(
+          options_lib.acoustic_options(args).items())))
+
+
+def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, *,
+                   command: str = "") -> beam.PCollection:
+  """Wires the job; returns the PCollection of the final per-split summary."""
+  spec = tokenizer_spec(args)
+  sem_info, ac_info = spec.info()
+  fingerprints = {"semantic": sem_info["fingerprint"],
+                  "acoustic": ac_info["fingerprint"]}
+  done = transforms.done_shards(args.output_dir, fingerprints,
+                                args.num_shards)
+  n = args.num_shards
+  info = contract.DatasetInfo(
+      semantic=sem_info, acoustic=ac_info, command=command,
+      versions=transforms.dataset_versions(),
+      options={"corpus": args.corpus, "input_dir": args.input_dir,
+               "splits": args.splits, "group_seconds": args.group_seconds,
+               "num_shards": n, "archives": args.archives})
+
+  def not_done(split: str, key: str) -> bool:
+    return (split, transforms.shard_of(key, n)) not in done
+
+  items, read_dead = p | "ReadCorpus" >> transforms.ReadCorpus(
+      input_dir=args.input_dir, corpus=args.corpus,
+      splits=[s for s in args.splits.split(",") if s],
+      archives=args.archives, group_seconds=args.group_seconds)
+  todo = items | "SkipCommitted" >> beam.Filter(
+      lambda it: not_done(it.split, it.id))
+  records, tok_dead = todo | "Tokenize" >> transforms.TokenizeAudio(
+      spec=spec, batch_size=args.batch_size,
+      stream_seconds=args.stream_seconds,
+      reject_silence=not args.keep_silence)
+  dead = ((read_dead, tok_dead) | "AllDead" >> beam.Flatten()
+          | "SkipCommittedDead" >> beam.Filter(
+              lambda d: not_done(d.split, d.id or d.path)))
+  written = (records, dead) | "Write" >> transforms.WriteTokenShards(
+      output_dir=args.output_dir, num_shards=n, fingerprints=fingerprints)
+  return written | "Info" >> transforms.WriteDatasetInfo(
+      output_dir=args.output_dir, info=info)
+
+
+def print_summary(output_dir: str, result=None, out=sys.stdout) -> dict:
+  """Prints counts per split and the counters; returns the dataset info."""
+  info = contract.DatasetInfo.load(output_dir)
+  print(f"dataset_info: {posixpath.join(output_dir, 'dataset_info.json')}",
+        file=out)
+  print(f"semantic: {info.semantic['name']} (K={info.semantic_codebook_size},"
+        f" fingerprint {info.semantic['fingerprint']})", file=out)
+  print(f"acoustic: {info.acoustic['name']} (Q={info.acoustic_levels}, "
+        f"N={info.acoustic_codebook_size}, fingerprint "
+        f"{info.acoustic['fingerprint']})", file=out)
+  for name, s in sorted(info.splits.items()):
+    print(f"  {name}: {s['records']} records, {s['failed']} failed, "
+          f"{s['hours']:.3f} h, {s['semantic_tokens']} semantic tokens, "
+          f"{s['acoustic_frames']} acoustic frames, failed by step "
+          f"{s['failed_by_step']}", file=out)
+  if result is not None:
+    counters = {c.key.metric.name: c.committed
+                for c in result.metrics().query()["counters"]
+                if c.key.metric.namespace == transforms.NAMESPACE}
+    print(f"counters (this run): {json.dumps(counters, sort_keys=True)}",
+          file=out)
+  dead = posixpath.join(output_dir, contract.DEAD_LETTER_FILENAME)
+  print(f"dead letters: {dead}", file=out)
+  return info
+
+
+def run(argv: Optional[Sequence[str]] = None) -> dict:
+  argv = list(sys.argv[1:] if argv is None else argv)
+  args, beam_args = make_parser().parse_known_args(argv)
+  options_lib.check_backends(args)
+  opts = PipelineOptions(beam_args)
+  command = "python -m pipelines.tokenize " + shlex.join(argv)
+  with beam.Pipeline(options=opts) as p:
+    build_pipeline(p, args, command=command)
+  result = p.result
+  return print_summary(args.output_dir, result)
+
+
+if __name__ == "__main__":
+  run()
