@@ -1,0 +1,409 @@
+"""Where the token data is, and the per-stage pipelines over it (resolved lazily).
+
+The registered tasks (:mod:`audiolm_t5x.tasks.audiolm`) must import without
+any data present: T5X imports them from gin before anything else. So nothing
+here touches the file system until a dataset is built. Then the data directory
+is resolved, in this order:
+
+1. gin: ``audiolm_tasks.speech_corpus.data_dir = "gs://bucket/tokens"``
+   (``audiolm_tasks.piano_corpus.data_dir`` for the piano tasks);
+2. the environment: ``AUDIOLM_DATA_DIR`` (``AUDIOLM_PIANO_DATA_DIR``).
+
+That directory is the tokenization job's output: ``dataset_info.json`` plus
+``<split>/<split>-00000-of-00004.tfrecord`` shards. K, Q, N and the token
+rates come from ``dataset_info.json``; crop seconds and Q' are options
+(gin ``audiolm_tasks.speech_corpus.coarse_crop_seconds = 5.0``, ...).
+
+Task splits map to corpus splits: ``train`` defaults to every split listed in
+``dataset_info.json`` whose name does not start with ``dev`` or ``test``;
+``validation`` defaults to ``dev-clean`` (or every ``dev*`` split when there
+is no ``dev-clean``). Override with gin (``train_splits``,
+``validation_splits``) or comma-separated ``AUDIOLM_TRAIN_SPLITS`` /
+``AUDIOLM_VALIDATION_SPLITS`` (``AUDIOLM_PIANO_...`` for piano).
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import functools
+import os
+from typing import Dict, Mapping, Optional, Sequence, Tuple
+
+import gin
+import seqio
+import tensorflow as tf
+
+from audiolm_t5x import constants
+from audiolm_t5x import contract
+from audiolm_t5x.tasks import preprocessors as prep
+from audiolm_t5x.tasks import vocabulary as vocabulary_lib
+
+SPEECH = "speech"
+PIANO = "piano"
+TRAIN = "train"
+VALIDATION = "validation"
+TASK_SPLITS = (TRAIN, VALIDATION)
+
+# Stages. "acoustic" is the piano's second stage: all Q levels from semantics.
+SEMANTIC = "semantic"
+COARSE = "coarse"
+FINE = "fine"
+ACOUSTIC = "acoustic"
+STAGES = (SEMANTIC, COARSE, FINE, ACOUSTIC)
+
+_ENV_PREFIX = {SPEECH: "AUDIOLM", PIANO: "AUDIOLM_PIANO"}
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusOptions:
+  """User options of one corpus (all optional; see the module docstring)."""
+
+  corpus: str
+  data_dir: Optional[str] = None
+  train_splits: Optional[Tuple[str, ...]] = None
+  validation_splits: Optional[Tuple[str, ...]] = None
+  semantic_crop_seconds: float = constants.SEMANTIC_CROP_SECONDS
+  coarse_crop_seconds: float = constants.COARSE_CROP_SECONDS
+  fine_crop_seconds: float = constants.FINE_CROP_SECONDS
+  coarse_levels: Optional[int] = None  # Q'; None: the paper's 4 (speech).
+
+
+def _tuple(value) -> Optional[Tuple[str, ...]]:
+  if value is None:
+    return None
+  if isinstance(value, str):
+    value = value.split(",")
+  return tuple(v.strip() for v in value if v.strip())
+
+
+@gin.configurable(module="audiolm_tasks")
+def speech_corpus(
+    *, data_dir: Optional[str] = None,
+    train_splits: Optional[Sequence[str]] = None,
+    validation_splits: Optional[Sequence[str]] = None,
+    semantic_crop_seconds: float = constants.SEMANTIC_CROP_SECONDS,
+    coarse_crop_seconds: float = constants.COARSE_CROP_SECONDS,
+    fine_crop_seconds: float = constants.FINE_CROP_SECONDS,
+    coarse_levels: Optional[int] = constants.COARSE_LEVELS,
+) -> CorpusOptions:
+  """Options of the speech tasks (``audiolm_{semantic,coarse,fine}_*``)."""
+  return CorpusOptions(SPEECH, data_dir, _tuple(train_splits),
+                       _tuple(validation_splits), float(semantic_crop_seconds),
+                       float(coarse_crop_seconds), float(fine_crop_seconds),
+                       coarse_levels)
+
+
+@gin.configurable(module="audiolm_tasks")
+def piano_corpus(
+    *, data_dir: Optional[str] = None,
+    train_splits: Optional[Sequence[str]] = None,
+    validation_splits: Optional[Sequence[str]] = None,
+    semantic_crop_seconds: float = constants.SEMANTIC_CROP_SECONDS,
+    acoustic_crop_seconds: float = constants.COARSE_CROP_SECONDS,
+) -> CorpusOptions:
+  """Options of the piano tasks (``audiolm_piano_*``); no third stage."""
+  return CorpusOptions(PIANO, data_dir, _tuple(train_splits),
+                       _tuple(validation_splits), float(semantic_crop_seconds),
+                       float(acoustic_crop_seconds), float(acoustic_crop_seconds),
+                       None)
+
+
+_OPTION_FNS = {SPEECH: speech_corpus, PIANO: piano_corpus}
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedCorpus:
+  """A corpus's options bound to the dataset on disk."""
+
+  options: CorpusOptions
+  data_dir: str
+  info: contract.DatasetInfo
+  layout: vocabulary_lib.VocabularyLayout
+  split_map: Mapping[str, Tuple[str, ...]]  # task split -> corpus splits
+  semantic_rate_hz: int
+  acoustic_rate_hz: int
+
+  @property
+  def acoustic_frames_per_step(self) -> int:
+    return self.acoustic_rate_hz // self.semantic_rate_hz
+
+  @property
+  def coarse_levels(self) -> int:
+    """Q' (the piano's acoustic stage predicts all Q levels)."""
+    if self.options.coarse_levels is None:
+      return self.layout.acoustic_levels
+    return self.options.coarse_levels
+
+  def crop_seconds(self, stage: str) -> float:
+    return {SEMANTIC: self.options.semantic_crop_seconds,
+            COARSE: self.options.coarse_crop_seconds,
+            ACOUSTIC: self.options.coarse_crop_seconds,
+            FINE: self.options.fine_crop_seconds}[stage]
+
+  def crop_steps(self, stage: str) -> int:
+    """Crop length in semantic frames (steps of 1 / semantic_rate_hz s)."""
+    steps = int(round(self.crop_seconds(stage) * self.semantic_rate_hz))
+    if steps < 1:
+      raise ValueError(f"{self.options.corpus} {stage} crop of "
+                       f"{self.crop_seconds(stage)} s is shorter than one "
+                       f"semantic frame at {self.semantic_rate_hz} Hz")
+    return steps
+
+  def file_patterns(self, split: str) -> list:
+    if split not in self.split_map:
+      raise ValueError(f"task split: expected one of {sorted(self.split_map)},"
+                       f" found {split!r}")
+    return [self.info.shard_pattern(self.data_dir, s)
+            for s in self.split_map[split]]
+
+  def num_records(self, split: str) -> Optional[int]:
+    """Records of a task split from ``dataset_info.json``, if it says."""
+    total = 0
+    for s in self.split_map.get(split, ()):
+      counts = self.info.splits.get(s)
+      if isinstance(counts, int):
+        total += counts
+        continue
+      if not isinstance(counts, Mapping):
+        return None
+      for key in ("num_records", "records", "num_examples", "written"):
+        if isinstance(counts.get(key), int):
+          total += counts[key]
+          break
+      else:
+        return None
+    return total
+
+
+@functools.lru_cache(maxsize=16)
+def _load_info(data_dir: str) -> contract.DatasetInfo:
+  path = os.path.join(data_dir, contract.DATASET_INFO_FILENAME)
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(
+        f"{path}: expected the tokenization job's dataset_info.json there "
+        "(is the data directory right?)")
+  return contract.DatasetInfo.load(data_dir)
+
+
+def _default_splits(available: Sequence[str], task_split: str) -> Tuple[str, ...]:
+  if task_split == TRAIN:
+    return tuple(s for s in available if not s.startswith(("dev", "test")))
+  if "dev-clean" in available:
+    return ("dev-clean",)
+  return tuple(s for s in available if s.startswith("dev"))
+
+
+def resolve_corpus(corpus: str, *, data_dir: Optional[str] = None
+                   ) -> ResolvedCorpus:
+  """Binds a corpus's options (gin, environment) to its dataset on disk.
+
+  Args:
+    corpus: ``"speech"`` or ``"piano"``.
+    data_dir: overrides gin and the environment (used by tests and tools).
+
+  Returns:
+    The resolved corpus.
+
+  Raises:
+    ValueError: no data directory is set, or a split or rate is unusable.
+    FileNotFoundError: ``dataset_info.json`` is missing.
+  """
+  if corpus not in _OPTION_FNS:
+    raise ValueError(f"corpus: expected one of {sorted(_OPTION_FNS)}, found "
+                     f"{corpus!r}")
+  options = _OPTION_FNS[corpus]()
+  env = _ENV_PREFIX[corpus]
+  data_dir = data_dir or options.data_dir or os.environ.get(f"{env}_DATA_DIR")
+  if not data_dir:
+    raise ValueError(
+        f"no data directory for the {corpus} tasks: set the environment "
+        f"variable {env}_DATA_DIR or gin "
+        f"audiolm_tasks.{corpus}_corpus.data_dir to the tokenization job's "
+        "output (the folder with dataset_info.json)")
+  info = _load_info(data_dir)
+  info_path = os.path.join(data_dir, contract.DATASET_INFO_FILENAME)
+  available = sorted(info.splits)
+  split_map = {}
+  for task_split in TASK_SPLITS:
+    chosen = (getattr(options, f"{task_split}_splits") or
+              _tuple(os.environ.get(f"{env}_{task_split.upper()}_SPLITS")) or
+              _default_splits(available, task_split))
+    unknown = [s for s in chosen if available and s not in available]
+    if unknown:
+      raise ValueError(
+          f"{info_path}: task split {task_split!r} maps to corpus splits "
+          f"{list(chosen)}, but 'splits' lists only {available} "
+          f"(not found: {unknown})")
+    split_map[task_split] = tuple(chosen)
+  sem_rate = int(info.semantic.get("rate_hz", constants.SEMANTIC_RATE_HZ))
+  ac_rate = int(info.acoustic.get("rate_hz", constants.ACOUSTIC_RATE_HZ))
+  if sem_rate < 1 or ac_rate % sem_rate:
+    raise ValueError(
+        f"{info_path}: acoustic.rate_hz must be a multiple of semantic.rate_hz "
+        f"for time-aligned crops, found {ac_rate} and {sem_rate}")
+  resolved = ResolvedCorpus(
+      options=options, data_dir=data_dir, info=info,
+      layout=vocabulary_lib.VocabularyLayout.from_dataset_info(info),
+      split_map=split_map, semantic_rate_hz=sem_rate, acoustic_rate_hz=ac_rate)
+  q, q_coarse = resolved.layout.acoustic_levels, resolved.coarse_levels
+  if corpus == SPEECH and not 0 < q_coarse < q:
+    raise ValueError(f"{info_path}: coarse_levels Q'={q_coarse} must be in "
+                     f"[1, Q) with Q={q} acoustic levels")
+  return resolved
+
+
+# --- the data source ---------------------------------------------------------
+class _LazySplitPatterns(collections.abc.Mapping):
+  """``{task split: file patterns}``, resolved only when a split is read."""
+
+  def __init__(self, corpus: str):
+    self._corpus = corpus
+
+  def __getitem__(self, split: str):
+    if split not in TASK_SPLITS:
+      raise KeyError(split)
+    return resolve_corpus(self._corpus).file_patterns(split)
+
+  def __iter__(self):
+    return iter(TASK_SPLITS)
+
+  def __len__(self) -> int:
+    return len(TASK_SPLITS)
+
+  def __repr__(self) -> str:
+    return f"<{self._corpus} token shards, resolved at read time>"
+
+
+def _read_token_records(path: tf.Tensor) -> tf.data.Dataset:
+  spec = contract.tf_feature_spec()
+  return tf.data.TFRecordDataset(path).map(
+      lambda x: tf.io.parse_single_example(x, spec),
+      num_parallel_calls=tf.data.AUTOTUNE)
+
+
+class TokenRecordSource(seqio.FileDataSource):
+  """The tokenization job's TFRecords of one corpus, found at read time."""
+
+  def __init__(self, *, corpus: str):
+    self._corpus = corpus
+    super().__init__(read_file_fn=_read_token_records,
+                     split_to_filepattern=_LazySplitPatterns(corpus))
+
+  def num_input_examples(self, split: str) -> Optional[int]:
+    return resolve_corpus(self._corpus).num_records(split)
+
+
+# --- per-stage pipelines -----------------------------------------------------
+def _check_vocabulary(resolved: ResolvedCorpus,
+                      output_features: Optional[Mapping[str, seqio.Feature]]):
+  if not output_features:
+    return
+  for name, feature in output_features.items():
+    if feature.vocabulary.vocab_size < resolved.layout.size:
+      raise ValueError(
+          f"{os.path.join(resolved.data_dir, contract.DATASET_INFO_FILENAME)}:"
+          f" K={resolved.layout.semantic_codebook_size}, "
+          f"Q={resolved.layout.acoustic_levels}, "
+          f"N={resolved.layout.acoustic_codebook_size} need "
+          f"{resolved.layout.size} LM ids, but the task's '{name}' vocabulary "
+          f"has {feature.vocabulary.vocab_size}")
+
+
+def precache_stage(dataset: tf.data.Dataset,
+                   output_features: Optional[Mapping[str, seqio.Feature]] = None,
+                   *, corpus: str, stage: str,
+                   data_dir: Optional[str] = None) -> tf.data.Dataset:
+  """Deterministic steps of a stage: parse, LM ids, keep what it needs.
+
+  Goes before ``seqio.CacheDatasetPlaceholder``. Example (coarse stage, paper
+  layout, Q' = 4)::
+
+    in:  contract record {"id", "num_samples", "semantic_tokens" [T_s],
+         "acoustic_tokens" [T_a * 12], ...}
+    out: {"id", "num_samples", "semantic_tokens" [T_s] (LM ids),
+         "acoustic_tokens" [T_a, 4] (LM ids)}
+  """
+  r = resolve_corpus(corpus, data_dir=data_dir)
+  _check_vocabulary(r, output_features)
+  layout = r.layout
+  ds = prep.parse_token_record(
+      dataset, acoustic_levels=layout.acoustic_levels,
+      semantic_codebook_size=layout.semantic_codebook_size,
+      acoustic_codebook_size=layout.acoustic_codebook_size)
+  ds = prep.to_lm_ids(ds, layout=layout)
+  base = (contract.ID, contract.NUM_SAMPLES)
+  if stage == SEMANTIC:
+    return prep.select_features(ds, keys=base + (contract.SEMANTIC_TOKENS,))
+  if stage == COARSE:
+    return prep.select_acoustic_levels(ds, start=0, stop=r.coarse_levels)
+  if stage == FINE:
+    return prep.select_features(ds, keys=base + (contract.ACOUSTIC_TOKENS,))
+  if stage == ACOUSTIC:
+    return ds
+  raise ValueError(f"stage: expected one of {STAGES}, found {stage!r}")
+
+
+def postcache_stage(dataset: tf.data.Dataset, *, corpus: str, stage: str,
+                    data_dir: Optional[str] = None,
+                    keep_metadata: bool = False) -> tf.data.Dataset:
+  """Random steps of a stage: aligned crop, dedup, flatten, inputs/targets.
+
+  Goes after ``seqio.CacheDatasetPlaceholder``. Output per stage:
+
+  * semantic: ``targets`` = dedup(semantic crop) [+ EOS];
+  * coarse / piano acoustic: ``inputs`` = dedup(semantic crop),
+    ``targets`` = flattened acoustic crop (levels 0..Q'-1) [+ EOS];
+  * fine: ``inputs`` = flattened coarse levels of the crop, ``targets`` =
+    flattened fine levels [+ EOS].
+
+  EOS is appended only where the crop ends at the recording's end.
+  ``keep_metadata`` also passes ``id``, ``crop_start`` and ``crop_steps``
+  (semantic frames before dedup) through, for inspection.
+  """
+  r = resolve_corpus(corpus, data_dir=data_dir)
+  ds = prep.random_aligned_crop(
+      dataset, crop_steps=r.crop_steps(stage),
+      acoustic_frames_per_step=r.acoustic_frames_per_step)
+  keep = (contract.ID, prep.CROP_START, prep.CROP_STEPS) if keep_metadata else ()
+  if stage == SEMANTIC:
+    ds = prep.dedup_consecutive(ds, key=contract.SEMANTIC_TOKENS)
+    return prep.make_lm_features(ds, targets_key=contract.SEMANTIC_TOKENS,
+                                 keep=keep)
+  if stage in (COARSE, ACOUSTIC):
+    ds = prep.dedup_consecutive(ds, key=contract.SEMANTIC_TOKENS)
+    ds = prep.flatten_frames(ds, key=contract.ACOUSTIC_TOKENS)
+    return prep.make_lm_features(ds, inputs_key=contract.SEMANTIC_TOKENS,
+                                 targets_key=contract.ACOUSTIC_TOKENS,
+                                 keep=keep)
+  if stage == FINE:
+    ds = prep.split_acoustic_levels(ds, coarse_levels=r.coarse_levels)
+    ds = prep.flatten_frames(ds, key=prep.COARSE_TOKENS)
+    ds = prep.flatten_frames(ds, key=prep.FINE_TOKENS)
+    return prep.make_lm_features(ds, inputs_key=prep.COARSE_TOKENS,
+                                 targets_key=prep.FINE_TOKENS, keep=keep)
+  raise ValueError(f"stage: expected one of {STAGES}, found {stage!r}")
+
+
+def feature_lengths(stage: str, *, crop_seconds: float,
+                    acoustic_levels: int, coarse_levels: int,
+                    semantic_rate_hz: int = constants.SEMANTIC_RATE_HZ,
+                    acoustic_rate_hz: int = constants.ACOUSTIC_RATE_HZ
+                    ) -> Dict[str, int]:
+  """Longest ``inputs`` / ``targets`` a stage's crops produce (+1 EOS).
+
+  Example: ``feature_lengths("coarse", crop_seconds=10, acoustic_levels=12,
+  coarse_levels=4)`` -> ``{"inputs": 250, "targets": 2001}``.
+  """
+  steps = int(round(crop_seconds * semantic_rate_hz))
+  frames = steps * (acoustic_rate_hz // semantic_rate_hz)
+  if stage == SEMANTIC:
+    return {"targets": steps + 1}
+  if stage == COARSE:
+    return {"inputs": steps, "targets": frames * coarse_levels + 1}
+  if stage == ACOUSTIC:
+    return {"inputs": steps, "targets": frames * acoustic_levels + 1}
+  if stage == FINE:
+    return {"inputs": frames * coarse_levels,
+            "targets": frames * (acoustic_levels - coarse_levels) + 1}
+  raise ValueError(f"stage: expected one of {STAGES}, found {stage!r}")
