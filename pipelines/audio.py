@@ -48,10 +48,23 @@ def _open(source: Source) -> sf.SoundFile:
     if not source:
       raise AudioError("empty file (0 bytes)")
     source = io.BytesIO(source)
+  elif _size(source) == 0:
+    raise AudioError("empty file (0 bytes)")
   try:
     return sf.SoundFile(source)
   except (sf.LibsndfileError, RuntimeError, TypeError) as e:
     raise AudioError(f"not a readable audio file ({_short(e)})") from e
+
+
+def _size(fileobj: BinaryIO) -> int:
+  """Size of a seekable file object (-1 where it cannot tell)."""
+  try:
+    pos = fileobj.tell()
+    end = fileobj.seek(0, io.SEEK_END)
+    fileobj.seek(pos)
+    return end
+  except (OSError, AttributeError, ValueError):
+    return -1
 
 
 def _short(error: Exception) -> str:

@@ -142,9 +142,11 @@ def print_summary(output_dir: str, result=None, out=sys.stdout) -> dict:
           f"{s['acoustic_frames']} acoustic frames, failed by step "
           f"{s['failed_by_step']}", file=out)
   if result is not None:
-    counters = {c.key.metric.name: c.committed
-                for c in result.metrics().query()["counters"]
-                if c.key.metric.namespace == transforms.NAMESPACE}
+    counters = {}
+    for c in result.metrics().query()["counters"]:
+      if c.key.metric.namespace == transforms.NAMESPACE:  # summed over steps
+        counters[c.key.metric.name] = (counters.get(c.key.metric.name, 0) +
+                                       c.committed)
     print(f"counters (this run): {json.dumps(counters, sort_keys=True)}",
           file=out)
   dead = posixpath.join(output_dir, contract.DEAD_LETTER_FILENAME)

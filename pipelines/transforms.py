@@ -56,6 +56,8 @@ class _ReadArchiveFn(beam.DoFn):
   def __init__(self, splits: Optional[Sequence[str]]):
     self._splits = set(splits) if splits else None
     self._refused = _counter("archive_members_refused")
+    self._inputs = _counter("inputs")
+    self._failed = _counter("failed")
 
   def process(self, archive: str):
     with FileSystems.open(archive) as f:
@@ -64,8 +66,11 @@ class _ReadArchiveFn(beam.DoFn):
         path = f"{archive}!{member.name}"
         if kind == "refused":
           self._refused.inc()
+          self._inputs.inc()
+          self._failed.inc()
           yield beam.pvalue.TaggedOutput(DEAD, contract.DeadLetter(
-              path=path, id="", split="", step="read", reason=payload))
+              path=path, id="", split=_split_or_other(member.name),
+              step="read", reason=payload))
           continue
         if kind == "other":
           continue
@@ -80,8 +85,24 @@ class _ReadArchiveFn(beam.DoFn):
             if self._splits is None or key.split("/")[0] in self._splits:
               yield ("text", (key, path, payload))
         except corpus_lib.CorpusError as e:
+          self._inputs.inc()
+          self._failed.inc()
           yield beam.pvalue.TaggedOutput(DEAD, contract.DeadLetter(
-              path=path, id="", split="", step="read", reason=str(e)))
+              path=path, id="", split=_split_or_other(member.name),
+              step="read", reason=str(e)))
+
+
+OTHER_SPLIT = "_unsplit"  # dead letters of archive members outside any split
+
+
+def _split_or_other(name: str) -> str:
+  if ".." in name.split("/") or name.startswith("/"):
+    return OTHER_SPLIT
+  try:
+    split = corpus_lib.split_rel(name)[0]
+  except corpus_lib.CorpusError:
+    return OTHER_SPLIT
+  return split if split not in (".", "..") else OTHER_SPLIT
 
 
 def _classify_path(path: str, root: str):
