@@ -28,6 +28,15 @@ PIANO_SEMANTIC_TASK = "audiolm_piano_semantic_v001"
 PIANO_ACOUSTIC_TASK = "audiolm_piano_acoustic_v001"
 ACOUSTIC_MIXTURE = "audiolm_acoustic_v001"
 
+# Corpus and stage of each task (for tools such as tasks.inspect).
+TASK_STAGES = {
+    SEMANTIC_TASK: (stages.SPEECH, stages.SEMANTIC),
+    COARSE_TASK: (stages.SPEECH, stages.COARSE),
+    FINE_TASK: (stages.SPEECH, stages.FINE),
+    PIANO_SEMANTIC_TASK: (stages.PIANO, stages.SEMANTIC),
+    PIANO_ACOUSTIC_TASK: (stages.PIANO, stages.ACOUSTIC),
+}
+
 # Vocabulary size of each task (the gin files' vocab_size).
 VOCAB_SIZES = {
     SEMANTIC_TASK: vocabulary.PAPER_PADDED_VOCAB_SIZE,  # 13440
@@ -60,7 +69,8 @@ TASK_FEATURE_LENGTHS = {
 }
 
 
-def _register(name: str, *, corpus: str, stage: str) -> None:
+def _register(name: str) -> None:
+  corpus, stage = TASK_STAGES[name]
   vocab = seqio.PassThroughVocabulary(size=VOCAB_SIZES[name],
                                       eos_id=constants.EOS_ID)
   features = {"targets": seqio.Feature(vocab, add_eos=False)}
@@ -80,11 +90,11 @@ def _register(name: str, *, corpus: str, stage: str) -> None:
 
 # ----------------------------------------------------------------- speech ----
 # Stage 1: 30 s crops of deduplicated semantic tokens -> targets.
-_register(SEMANTIC_TASK, corpus=stages.SPEECH, stage=stages.SEMANTIC)
+_register(SEMANTIC_TASK)
 # Stage 2: 10 s crops; deduplicated semantic tokens -> coarse levels 1..Q'.
-_register(COARSE_TASK, corpus=stages.SPEECH, stage=stages.COARSE)
+_register(COARSE_TASK)
 # Stage 3: 3 s crops; coarse levels 1..Q' -> fine levels Q'+1..Q.
-_register(FINE_TASK, corpus=stages.SPEECH, stage=stages.FINE)
+_register(FINE_TASK)
 # Stages 2 and 3 at equal rates: one prefix LM for both acoustic stages (an
 # experiment; the paper trains one model per stage).
 seqio.MixtureRegistry.add(ACOUSTIC_MIXTURE, [COARSE_TASK, FINE_TASK],
@@ -92,6 +102,6 @@ seqio.MixtureRegistry.add(ACOUSTIC_MIXTURE, [COARSE_TASK, FINE_TASK],
 
 # ------------------------------------------------------------------ piano ----
 # Piano stage 1: 30 s crops of deduplicated semantic tokens -> targets.
-_register(PIANO_SEMANTIC_TASK, corpus=stages.PIANO, stage=stages.SEMANTIC)
+_register(PIANO_SEMANTIC_TASK)
 # Piano stage 2: 10 s crops; deduplicated semantic tokens -> all 3 levels.
-_register(PIANO_ACOUSTIC_TASK, corpus=stages.PIANO, stage=stages.ACOUSTIC)
+_register(PIANO_ACOUSTIC_TASK)

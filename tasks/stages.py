@@ -275,7 +275,8 @@ class _LazySplitPatterns(collections.abc.Mapping):
     return f"<{self._corpus} token shards, resolved at read time>"
 
 
-def _read_token_records(path: tf.Tensor) -> tf.data.Dataset:
+def read_token_records(path) -> tf.data.Dataset:
+  """Parsed contract records (``tf_feature_spec``) of one or more shards."""
   spec = contract.tf_feature_spec()
   return tf.data.TFRecordDataset(path).map(
       lambda x: tf.io.parse_single_example(x, spec),
@@ -287,7 +288,7 @@ class TokenRecordSource(seqio.FileDataSource):
 
   def __init__(self, *, corpus: str):
     self._corpus = corpus
-    super().__init__(read_file_fn=_read_token_records,
+    super().__init__(read_file_fn=read_token_records,
                      split_to_filepattern=_LazySplitPatterns(corpus))
 
   def num_input_examples(self, split: str) -> Optional[int]:
@@ -358,14 +359,16 @@ def postcache_stage(dataset: tf.data.Dataset, *, corpus: str, stage: str,
     flattened fine levels [+ EOS].
 
   EOS is appended only where the crop ends at the recording's end.
-  ``keep_metadata`` also passes ``id``, ``crop_start`` and ``crop_steps``
-  (semantic frames before dedup) through, for inspection.
+  ``keep_metadata`` also passes ``id``, ``num_samples``, ``crop_start``,
+  ``crop_steps`` (semantic frames before dedup) and ``crop_reaches_end``
+  through, for inspection.
   """
   r = resolve_corpus(corpus, data_dir=data_dir)
   ds = prep.random_aligned_crop(
       dataset, crop_steps=r.crop_steps(stage),
       acoustic_frames_per_step=r.acoustic_frames_per_step)
-  keep = (contract.ID, prep.CROP_START, prep.CROP_STEPS) if keep_metadata else ()
+  keep = ((contract.ID, contract.NUM_SAMPLES, prep.CROP_START,
+           prep.CROP_STEPS, prep.CROP_REACHES_END) if keep_metadata else ())
   if stage == SEMANTIC:
     ds = prep.dedup_consecutive(ds, key=contract.SEMANTIC_TOKENS)
     return prep.make_lm_features(ds, targets_key=contract.SEMANTIC_TOKENS,

@@ -320,3 +320,41 @@ def test_all_speech_tasks_on_tokenized_librispeech(tokenized_dataset,
             assert kinds == {"semantic"}
           if key == "targets" and name != audiolm.SEMANTIC_TASK:
             assert kinds <= {"acoustic", "eos"}
+
+
+# --- inspection ------------------------------------------------------------------
+def test_inspect_summarize_and_describe_literal_examples():
+  from audiolm_t5x.tasks import inspect as inspect_lib  # pylint: disable=g-import-not-at-top
+  layout = vocabulary.VocabularyLayout(4, 2, 8)
+  examples = [
+      {"targets": np.array([2, 3, 1]), "crop_steps": 4,
+       "crop_reaches_end": True},
+      {"targets": np.array([5, 2]), "crop_steps": 2,
+       "crop_reaches_end": False},
+  ]
+  stats = inspect_lib.summarize(examples, layout=layout, stage="semantic",
+                                semantic_rate_hz=25)
+  assert stats["examples"] == 2
+  assert stats["dedup_ratio"] == pytest.approx(4 / 6)  # EOS not counted
+  assert stats["eos_rate"] == 0.5
+  assert stats["lengths"]["targets"]["max"] == 3
+  assert stats["usage"]["semantic"]["used"] == 3  # raw ids 0, 1, 3
+  assert stats["usage"]["semantic"]["tokens"] == 4
+  assert stats["crop_seconds"]["max"] == pytest.approx(4 / 25)
+  assert inspect_lib.describe_ids([2, 6, 15, 1], layout) == "S0 A0:0 A1:1 EOS"
+  long = inspect_lib.describe_ids(list(range(2, 6)) * 10, layout,
+                                  max_tokens=8)
+  assert long.startswith("S0 S1 S2 S3 ...") and "(32 more)" in long
+
+
+def test_inspect_command_prints_examples_and_statistics(speech_dir, capsys):
+  from audiolm_t5x.tasks import inspect as inspect_lib  # pylint: disable=g-import-not-at-top
+  root, _ = speech_dir
+  assert inspect_lib.main(["--task=audiolm_coarse_v001", "--split=train",
+                           "--num_examples=2", f"--data_dir={root}"]) == 0
+  out = capsys.readouterr().out
+  assert "split train -> train-clean-100" in out
+  assert out.count("\n#") == 2 and "statistics over 3 examples" in out
+  assert "(semantic: 100 before dedup" in out  # the 4 s record, uncropped
+  assert "acoustic level 3:" in out and "acoustic level 4" not in out
+  assert "dedup ratio" in out
