@@ -1,0 +1,103 @@
+r"""Run the whole data path on a small built-in sample and say what it did.
+
+::
+
+  python -m pipelines.demo [--output_dir=/tmp/audiolm_demo] [--lyra_dir=DIR]
+
+1. writes a small LibriSpeech-shaped sample (SYNTHETIC audio, not speech; see
+   ``pipelines.sample_data``) — or uses ``--input_dir`` if given;
+2. fits a k-means codebook (log-mel features, K=64) with ``fit_kmeans``;
+3. tokenizes both splits with ``tokenize`` (log-mel + k-means semantic
+   tokens, Lyra v2 SoundStream acoustic tokens) into TFRecords;
+4. prints one example of each SeqIO task built on the records.
+
+Lyra's model files are found through ``--lyra_dir``, ``$AUDIOLM_LYRA_DIR``,
+the team's ``../shared/assets/lyra_soundstream`` beside a source checkout, or
+the download cache; if none has them, they are downloaded from Lyra's public
+repository (sha256-verified). Offline with no copy, the demo stops and says
+where to put them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional, Sequence
+
+from audiolm_t5x.pipelines import fit_kmeans
+from audiolm_t5x.pipelines import sample_data
+from audiolm_t5x.pipelines import tokenize
+from audiolm_t5x.pipelines.tokenizers import base
+from audiolm_t5x.pipelines.tokenizers import lyra
+
+
+def _find_lyra(flag: Optional[str]) -> tuple[Optional[str], str]:
+  here = os.path.dirname(os.path.abspath(__file__))
+  team_copy = os.path.join(here, "..", "..", "shared", "assets",
+                           "lyra_soundstream")
+  for where, path in (("--lyra_dir", flag),
+                      ("$" + lyra.ENV_VAR, os.environ.get(lyra.ENV_VAR)),
+                      ("team assets", os.path.normpath(team_copy)),
+                      ("download cache", lyra.default_cache_dir())):
+    if path and os.path.isfile(os.path.join(path,
+                                            "soundstream_encoder.tflite")):
+      return path, where
+  return None, ""
+
+
+def run(argv: Optional[Sequence[str]] = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--output_dir", default="/tmp/audiolm_demo")
+  parser.add_argument("--input_dir", default=None,
+                      help="a LibriSpeech tree to use instead of the sample")
+  parser.add_argument("--lyra_dir", default=None)
+  parser.add_argument("--k", type=int, default=64)
+  args, beam_args = parser.parse_known_args(argv)
+
+  out = args.output_dir
+  corpus_dir = args.input_dir
+  print("== 1. corpus")
+  if corpus_dir is None:
+    corpus_dir = os.path.join(out, "LibriSpeech-synthetic")
+    files = sample_data.make_sample(corpus_dir)
+    print(f"wrote {len(files)} SYNTHETIC utterances (vowel-like tones and "
+          f"noise, not speech) in LibriSpeech's layout under {corpus_dir}")
+  else:
+    print(f"using {corpus_dir}")
+
+  lyra_dir, where = _find_lyra(args.lyra_dir)
+  lyra_flags = [f"--lyra_dir={lyra_dir}"] if lyra_dir else ["--lyra_download"]
+  print(f"acoustic tokenizer: Lyra v2 SoundStream, "
+        f"{'from ' + where + ': ' + lyra_dir if lyra_dir else 'downloading'}")
+  print("semantic tokenizer: log-mel features (weight-free) + k-means")
+
+  print("\n== 2. fit the semantic codebook (pipelines.fit_kmeans)")
+  codebook = os.path.join(out, f"kmeans_logmel_{args.k}.npz")
+  fit_kmeans.run([f"--input_dir={corpus_dir}", "--splits=train-clean-100",
+                  f"--output={codebook}", f"--k={args.k}", "--seed=0",
+                  *beam_args])
+
+  print("\n== 3. tokenize (pipelines.tokenize)")
+  tokens = os.path.join(out, "tokens")
+  try:
+    tokenize.run([f"--input_dir={corpus_dir}", f"--output_dir={tokens}",
+                  f"--kmeans={codebook}", "--num_shards=2", *lyra_flags,
+                  *beam_args])
+  except base.TokenizerError as e:
+    print(f"\nstopped: {e}", file=sys.stderr)
+    return 2
+
+  print("\n== 4. SeqIO tasks over the records")
+  os.environ["AUDIOLM_DATA_DIR"] = tokens
+  from audiolm_t5x.tasks import inspect as inspect_lib  # pylint: disable=g-import-not-at-top
+
+  inspect_lib.main([f"--data_dir={tokens}", "--num_examples=1",
+                    "--split=validation"])
+  print(f"\ndone: records in {tokens}; next: point the SeqIO tasks at them "
+        "with AUDIOLM_DATA_DIR and train with t5x (see BUILD.md)")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(run())

@@ -1,0 +1,5 @@
+"""Shim for Beam's ``--setup_file`` (Dataflow); the build is in pyproject.toml."""
+
+import setuptools
+
+setuptools.setup()
