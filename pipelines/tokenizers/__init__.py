@@ -7,3 +7,5 @@ them inside ``load()``, so that registering them costs nothing.
 from audiolm_t5x.pipelines.tokenizers import base  # noqa: F401
 from audiolm_t5x.pipelines.tokenizers import logmel  # noqa: F401
 from audiolm_t5x.pipelines.tokenizers import lyra  # noqa: F401
+from audiolm_t5x.pipelines.tokenizers import hf  # noqa: F401
+from audiolm_t5x.pipelines.tokenizers import saved_model  # noqa: F401
