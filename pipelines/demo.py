@@ -89,11 +89,14 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     return 2
 
   print("\n== 4. SeqIO tasks over the records")
-  os.environ["AUDIOLM_DATA_DIR"] = tokens
   from audiolm_t5x.tasks import inspect as inspect_lib  # pylint: disable=g-import-not-at-top
 
-  inspect_lib.main([f"--data_dir={tokens}", "--num_examples=1",
-                    "--split=validation"])
+  for task in ("audiolm_semantic_v001", "audiolm_coarse_v001",
+               "audiolm_fine_v001"):
+    print(f"\n-- {task}")
+    inspect_lib.main([f"--task={task}", "--split=validation",
+                      "--num_examples=1", "--stats_examples=0",
+                      f"--data_dir={tokens}", "--max_tokens=12"])
   print(f"\ndone: records in {tokens}; next: point the SeqIO tasks at them "
         "with AUDIOLM_DATA_DIR and train with t5x (see BUILD.md)")
   return 0
