@@ -139,12 +139,17 @@ def test_semantic_task_crops_dedups_and_ends(speech_dir):
   for steps in (100, 307):
     want = _dedup(by_len[steps].semantic_tokens + 2).tolist() + [1]
     assert want in got
-  # The 40 s record gives a 30 s crop, whose deduplicated tokens are a
-  # deduplication of some 750-frame window.
-  long_ex = [t for t in got if t not in [
+  # The 40 s record (1000 frames) gives a 30 s crop: the deduplication of one
+  # 750-frame window, with EOS only if the window is the last one.
+  long_rec = by_len[1000]
+  (long_ex,) = [t for t in got if t not in [
       _dedup(by_len[s].semantic_tokens + 2).tolist() + [1] for s in (100,
                                                                      307)]]
-  assert len(long_ex) == 1
+  has_eos = long_ex[-1] == constants.EOS_ID
+  body = long_ex[:-1] if has_eos else long_ex
+  starts = [s for s in range(1000 - 750 + 1)
+            if _dedup(long_rec.semantic_tokens[s:s + 750] + 2).tolist() == body]
+  assert starts and has_eos == (starts[-1] == 250)
 
 
 def test_coarse_task_aligns_semantic_and_acoustic_crops(speech_dir):
