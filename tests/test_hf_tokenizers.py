@@ -207,7 +207,7 @@ def test_dac_windows_equal_the_whole_input(models):
   """1 s of context covers DAC's receptive field: codes are exact."""
   w = _waves(5 * 16000 + 123, seed=4)[0]
   whole = base.make_acoustic_tokenizer("dac", model=models["dac"],
-                                       device="cpu", window_seconds=None)
+                                       device="cpu", window_seconds=0)
   windowed = base.make_acoustic_tokenizer(
       "dac", model=models["dac"], device="cpu", window_seconds=3.0,
       context_seconds=1.0)
@@ -259,3 +259,24 @@ def test_options_and_errors(models, tmp_path):
                                     local_files_only=True)
   with pytest.raises(base.TokenizerError, match="facebook/w2v-bert-2.0"):
     emb.load()
+
+
+def test_fit_kmeans_job_runs_unchanged_on_w2v_bert(models, librispeech_tree,
+                                                  tmp_path):
+  """The k-means Beam job fits on these embeddings; the layer is recorded."""
+  from audiolm_t5x.pipelines import fit_kmeans  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.pipelines.tokenizers import kmeans  # pylint: disable=g-import-not-at-top
+
+  out = tmp_path / "kmeans.npz"
+  prov = fit_kmeans.run([
+      f"--input_dir={librispeech_tree}", f"--output={out}", "--k=4",
+      "--seed=0", "--frames_per_file=20", "--semantic_backend=w2v_bert",
+      f"--semantic_option=model={models['w2v_bert']}",
+      "--semantic_option=layer=2", "--semantic_option=device=cpu"])
+  assert prov["layer"] == 2 and prov["embedder"]["layer"] == 2
+  assert prov["embedder"]["name"] == "w2v_bert" and prov["dim"] == 32
+  book = kmeans.KMeansCodebook.load(str(out))
+  emb = base.make_semantic_embedder("w2v_bert", model=models["w2v_bert"],
+                                    layer=2, device="cpu")
+  ids = book.quantize(emb.embed(_waves(32000)[0]))
+  assert ids.shape == (50,) and 0 <= ids.min() and ids.max() < 4

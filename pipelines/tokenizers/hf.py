@@ -50,7 +50,8 @@ mean of model frames ``2t`` and ``2t + 1`` and covers samples
 
 Long audio: inputs longer than ``window_seconds`` are processed in windows
 whose cores tile the input and which see ``context_seconds`` more audio on
-each side (see ``windowing.py``). Utterance-level normalisation (w2v-BERT's
+each side (see ``windowing.py``); ``window_seconds=0`` gives the model the
+whole input, however long (the registry drops options that are None). Utterance-level normalisation (w2v-BERT's
 per-mel-bin mean and variance, wav2vec 2.0's waveform normalisation, EnCodec's
 resampling) is computed on the whole input first, so only the model's context
 is limited by windowing. For DAC, whose receptive field is about 0.2 s, the
@@ -217,8 +218,8 @@ class _TorchBackend:
     self.local_files_only = bool(local_files_only)
     self.device = device
     self.dtype = dtype
-    self.window_seconds = window_seconds
-    self.context_seconds = context_seconds
+    self.window_seconds = float(window_seconds) if window_seconds else None
+    self.context_seconds = float(context_seconds)
     self.batch_size = int(batch_size)
     self.batch_seconds = float(batch_seconds)
     self._digests: Optional[dict] = None

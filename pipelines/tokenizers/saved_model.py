@@ -45,7 +45,7 @@ Example, a semantic model exported from any TF code::
 
 Long inputs: with ``window_seconds`` set, inputs are processed in windows with
 ``context_seconds`` of context on each side (``windowing.py``); the default,
-None, gives the model the whole input.
+0 or None, gives the model the whole input.
 """
 
 from __future__ import annotations
@@ -101,8 +101,8 @@ class _SavedModelBackend:
     self.signature = signature
     self.batch_signature = batch_signature
     self.device = device
-    self.window_seconds = window_seconds
-    self.context_seconds = context_seconds
+    self.window_seconds = float(window_seconds) if window_seconds else None
+    self.context_seconds = float(context_seconds)
     self.batch_size = int(batch_size)
     self.batch_seconds = float(batch_seconds)
     self._digest: Optional[str] = None
@@ -255,7 +255,7 @@ class SavedModelEmbedder(_SavedModelBackend, base.SemanticEmbedder):
   def __init__(self, path: str = "", signature: str = "serving_default",
                batch_signature: Optional[str] = "batched",
                layer: Optional[int] = None, device: str = "auto",
-               window_seconds: Optional[float] = None,
+               window_seconds: Optional[float] = 0,
                context_seconds: float = 5.0, batch_size: int = 32,
                batch_seconds: float = 240.0):
     self._init_common(path=path, signature=signature,
@@ -300,7 +300,7 @@ class SavedModelTokenizer(_SavedModelBackend, base.AcousticTokenizer):
   def __init__(self, path: str = "", signature: str = "serving_default",
                batch_signature: Optional[str] = "batched",
                codebook_size: Optional[int] = None, device: str = "auto",
-               window_seconds: Optional[float] = None,
+               window_seconds: Optional[float] = 0,
                context_seconds: float = 1.0, batch_size: int = 32,
                batch_seconds: float = 480.0):
     self._init_common(path=path, signature=signature,
