@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import posixpath
 import time
@@ -489,6 +490,29 @@ def read_manifests(output_dir: str) -> list[dict]:
   return out
 
 
+def _tfrecord_bytes(payloads: Iterable[bytes]) -> bytes:
+  """TFRecord framing (length, masked crc32c of length, data, masked crc)."""
+  from apache_beam.io.tfrecordio import _TFRecordUtil  # pylint: disable=g-import-not-at-top
+
+  buf = io.BytesIO()
+  for payload in payloads:
+    _TFRecordUtil.write_record(buf, payload)
+  return buf.getvalue()
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+  """Writes through any Beam filesystem: a temporary name, then a rename."""
+  folder = posixpath.dirname(path)
+  if not FileSystems.exists(folder):
+    FileSystems.mkdirs(folder)
+  tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+  with FileSystems.create(tmp) as f:
+    f.write(data)
+  if FileSystems.exists(path):
+    FileSystems.delete([path])
+  FileSystems.rename([tmp], [path])
+
+
 class _WriteShardFn(beam.DoFn):
   """Writes one shard: records sorted by id, then its manifest (the commit)."""
 
@@ -498,19 +522,12 @@ class _WriteShardFn(beam.DoFn):
     self._fp = fingerprints
 
   def process(self, element):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
     (split, index), grouped = element
     records = sorted(grouped["records"], key=lambda r: r.id)
     dead = sorted(grouped["dead"], key=lambda d: (d.path, d.step))
-    folder = posixpath.join(self._out, split)
-    tf.io.gfile.makedirs(folder)
-    final = posixpath.join(folder, contract.shard_name(split, index, self._n))
-    tmp = f"{final}.tmp-{uuid.uuid4().hex}"
-    with tf.io.TFRecordWriter(tmp) as w:
-      for r in records:
-        w.write(r.to_example_bytes())
-    tf.io.gfile.rename(tmp, final, overwrite=True)
+    final = posixpath.join(self._out, split,
+                           contract.shard_name(split, index, self._n))
+    _atomic_write(final, _tfrecord_bytes(r.to_example_bytes() for r in records))
     manifest = {
         "split": split, "shard": index, "num_shards": self._n,
         "file": posixpath.basename(final), "fingerprints": self._fp,
@@ -522,11 +539,8 @@ class _WriteShardFn(beam.DoFn):
         "ids": [r.id for r in records],
         "dead_letters": [dataclasses.asdict(d) for d in dead],
     }
-    mpath = manifest_path(self._out, split, index, self._n)
-    mtmp = f"{mpath}.tmp-{uuid.uuid4().hex}"
-    with tf.io.gfile.GFile(mtmp, "w") as f:
-      f.write(json.dumps(manifest, sort_keys=True))
-    tf.io.gfile.rename(mtmp, mpath, overwrite=True)
+    _atomic_write(manifest_path(self._out, split, index, self._n),
+                  json.dumps(manifest, sort_keys=True).encode("utf-8"))
     yield (split, index)
 
 
@@ -581,19 +595,16 @@ class _WriteInfoFn(beam.DoFn):
     self._info = info
 
   def process(self, unused_count):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
     manifests = read_manifests(self._out)
     info = dataclasses.replace(self._info, splits=summarize(manifests))
     dead = sorted((d for m in manifests for d in m["dead_letters"]),
                   key=lambda d: (d["split"], d["path"], d["step"]))
-    with tf.io.gfile.GFile(posixpath.join(
-        self._out, contract.DEAD_LETTER_FILENAME), "w") as f:
-      f.write("".join(json.dumps(d, sort_keys=True) + "\n" for d in dead))
+    _atomic_write(
+        posixpath.join(self._out, contract.DEAD_LETTER_FILENAME),
+        "".join(json.dumps(d, sort_keys=True) + "\n" for d in dead).encode())
     info.options = {**info.options, "finished_unix": int(time.time())}
-    with tf.io.gfile.GFile(posixpath.join(
-        self._out, contract.DATASET_INFO_FILENAME), "w") as f:
-      f.write(info.to_json())
+    _atomic_write(posixpath.join(self._out, contract.DATASET_INFO_FILENAME),
+                  info.to_json().encode("utf-8"))
     yield info.splits
 
 

@@ -166,3 +166,25 @@ def test_write_dataset_info_sums_manifests(tmp_path):
   assert loaded.splits["dev-clean"]["hours"] == pytest.approx(2 / 3600, abs=1e-6)
   lines = (tmp_path / contract.DEAD_LETTER_FILENAME).read_text().splitlines()
   assert [json.loads(l)["reason"] for l in lines] == ["r"]
+
+
+def test_read_corpus_librilight_layout(tmp_path):
+  import soundfile as sf  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(0)
+  book = tmp_path / "small" / "100" / "sea_fairies_0812_librivox"
+  book.mkdir(parents=True)
+  for name in ("01_baum_64kb", "02_baum_64kb"):
+    sf.write(str(book / f"{name}.flac"), sample_data.synth_utterance(rng, 2.0),
+             16000, format="FLAC")
+    (book / f"{name}.json").write_text(json.dumps({"speaker": "100"}))
+  with TestPipeline() as p:
+    items, dead = p | transforms.ReadCorpus(input_dir=str(tmp_path),
+                                            corpus="librilight")
+    assert_that(items | beam.Map(lambda it: (it.id, it.speaker_id,
+                                             it.chapter_id, it.transcript)),
+                equal_to([("100/sea_fairies_0812_librivox/01_baum_64kb", 100,
+                           -1, ""),
+                          ("100/sea_fairies_0812_librivox/02_baum_64kb", 100,
+                           -1, "")]), label="items")
+    assert_that(dead, equal_to([]), label="dead")
