@@ -264,6 +264,13 @@ def main(argv=None) -> list[dict]:
                        "audio_hours_per_device_hour": round(rate, 1),
                        "corpus_device_hours": round(hours, 1),
                        "corpus_cost_usd": round(hours * price, 0)}
+        if name != "saved_model":
+          # Host-side preparation (w2v-BERT's filterbank, EnCodec's
+          # resampling) runs on the worker's CPUs (threads), inside both modes.
+          _, prep_s = timed(lambda: tok._prepare_all(waves, [1] * len(waves)))  # pylint: disable=protected-access
+          row["host_prepare_seconds"] = round(prep_s, 3)
+          row["batched_without_prepare_audio_hours_per_device_hour"] = round(
+              audio_s / max(batch_s - prep_s, 1e-9), 1)
         row["batched_vs_unbatched"] = max_diff(batch, single)
         if args.residual and name != "saved_model":
           row["window_residual"] = residual(name, path, args, dtype)

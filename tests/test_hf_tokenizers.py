@@ -137,6 +137,22 @@ def test_w2v_bert_layer_and_pairing_match_transformers(models):
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+def test_vectorised_fbank_equals_the_extractor(models):
+  fe = transformers.SeamlessM4TFeatureExtractor.from_pretrained(
+      models["w2v_bert"])
+  emb = base.make_semantic_embedder("w2v_bert", model=models["w2v_bert"],
+                                    layer=1, device="cpu")
+  emb.load()
+  for w in _waves(640, 16000 + 123, 3 * 16000 + 77, seed=6):
+    np.testing.assert_array_equal(
+        hf.seamless_fbank(fe, w, block_frames=50),
+        fe._extract_fbank_features(w))  # pylint: disable=protected-access
+    want = fe(w, sampling_rate=16000, return_tensors="np")
+    n = int(want["attention_mask"][0].sum())
+    np.testing.assert_allclose(
+        emb._prepare(w), want["input_features"][0, :n], atol=1e-5)  # pylint: disable=protected-access
+
+
 def test_semantic_windows_align_with_the_whole_input(models):
   """With a frame-local output (layer 0: the feature projection), windowing
   changes nothing: windows fall on the 25 Hz grid."""

@@ -78,7 +78,10 @@ return for it alone:
   it sees the previous layer's activations there. The backend masks the input
   of every encoder convolution at each input's own length (computed with the
   convolution's length formula), which reproduces the unbatched zero padding
-  exactly, and keeps each input's own frames: codes equal the unbatched ones.
+  exactly, and keeps each input's own frames: codes equal the unbatched ones
+  (on CPU; on CUDA in float32 with TF32 off, which ``load`` sets unless
+  ``tf32=True``: TF32's rounding differs between batch shapes and flips codes
+  at near-ties, 0.5% of them with random weights on an H200).
 * EnCodec 24 kHz is causal: a full frame depends on no later sample, so
   padding changes only the partial last frame, which the frame rule drops.
 
@@ -94,6 +97,7 @@ once breaks its lazy loader; the import here holds a process-wide lock.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import math
@@ -189,6 +193,47 @@ def file_digests(model_dir: str) -> dict[str, str]:
   return out
 
 
+def seamless_fbank(extractor, waveform: np.ndarray, *,
+                   block_frames: int = 8192) -> np.ndarray:
+  """``SeamlessM4TFeatureExtractor._extract_fbank_features``, vectorised.
+
+  The extractor's Kaldi-style log-mel filterbank (25 ms Povey window, 10 ms
+  hop, DC removal, pre-emphasis 0.97, 512-point FFT, 80 mel bins) loops over
+  frames in Python, which bounds w2v-BERT on a GPU worker (about 250x real
+  time on one core). This computes the same steps on blocks of frames; the
+  result equals the extractor's to float32 rounding (tested).
+
+  Args:
+    extractor: the checkpoint's ``SeamlessM4TFeatureExtractor``.
+    waveform: 1-D float32 16 kHz audio.
+    block_frames: frames per vectorised block (bounds memory on long audio).
+
+  Returns:
+    [num_frames, num_mel_bins] float32 log-mel features (not normalised).
+  """
+  frame, hop, fft, pre = 400, 160, 512, 0.97
+  x = np.asarray(waveform, np.float64).reshape(-1) * 2**15
+  n = 1 + (len(x) - frame) // hop if len(x) >= frame else 0
+  mel = np.asarray(extractor.mel_filters, np.float64)
+  window = np.asarray(extractor.window, np.float64)
+  # [mel, time] transposed, the extractor's memory layout: numpy's float32
+  # sums (the normalisation's mean and variance) then add in the same order.
+  out = np.empty((mel.shape[1], n), np.float32).T
+  frames = np.lib.stride_tricks.sliding_window_view(x, frame)[::hop]
+  for start in range(0, n, block_frames):
+    f = frames[start:start + block_frames]
+    f = f - f.mean(axis=1, keepdims=True)
+    g = np.empty_like(f)
+    g[:, 0] = f[:, 0] * (1 - pre)
+    np.subtract(f[:, 1:], pre * f[:, :-1], out=g[:, 1:])
+    f = g * window
+    spec = np.fft.rfft(f, n=fft, axis=1).astype(np.complex64)
+    power = np.abs(spec, dtype=np.float64) ** 2
+    out[start:start + len(f)] = np.log(np.maximum(1.192092955078125e-07,
+                                                  power @ mel))
+  return out
+
+
 class _TorchBackend:
   """Settings, loading, windowing and batching shared by the backends here."""
 
@@ -202,7 +247,7 @@ class _TorchBackend:
 
   def _init_common(self, *, model, revision, cache_dir, local_files_only,
                    device, dtype, window_seconds, context_seconds, batch_size,
-                   batch_seconds) -> None:
+                   batch_seconds, tf32) -> None:
     if device not in _DEVICES and not str(device).startswith("cuda:"):
       raise ValueError(f"{self.name}: device must be one of {_DEVICES} or "
                        f"'cuda:N', got {device!r}")
@@ -222,6 +267,7 @@ class _TorchBackend:
     self.context_seconds = float(context_seconds)
     self.batch_size = int(batch_size)
     self.batch_seconds = float(batch_seconds)
+    self.tf32 = bool(tf32)
     self._digests: Optional[dict] = None
     self._config: Optional[dict] = None
     for a in self._runtime_attrs:
@@ -272,7 +318,7 @@ class _TorchBackend:
     return {"name": self.name, "fingerprint": self._fingerprint(),
             "model": self.model, "revision": self.revision,
             "model_class": self.model_class, "dtype": self.dtype,
-            "window_seconds": self.window_seconds,
+            "tf32": self.tf32, "window_seconds": self.window_seconds,
             "context_seconds": self.context_seconds}
 
   # --- Loading ----------------------------------------------------------------
@@ -280,6 +326,7 @@ class _TorchBackend:
   def load(self) -> None:
     if self._model is not None:
       return
+    self._spec()  # bad window settings fail here, before any input
     with _IMPORT_LOCK:
       import torch  # pylint: disable=g-import-not-at-top
     self._torch = torch
@@ -289,6 +336,12 @@ class _TorchBackend:
     else:
       self._device = torch.device(self.device)
     self._dtype = getattr(torch, self.dtype)
+    if self._device.type == "cuda" and self.dtype == "float32":
+      # float32 means float32 unless tf32=True: cuDNN convolutions default to
+      # TF32 (10-bit mantissa), whose rounding differs between batch shapes
+      # and flips codes at near-ties. Process-wide, as torch's flags are.
+      torch.backends.cudnn.allow_tf32 = self.tf32
+      torch.backends.cuda.matmul.allow_tf32 = self.tf32
     self._lock = threading.Lock()
     model = self._load_model(self.model_dir())
     model.eval()
@@ -316,6 +369,27 @@ class _TorchBackend:
 
   def _forward(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
     raise NotImplementedError
+
+  def _prepare(self, waveform: np.ndarray) -> np.ndarray:
+    """Whole-input features on the host (the windowed units)."""
+    raise NotImplementedError
+
+  def _prepare_all(self, waveforms: Sequence[np.ndarray],
+                   frames: Sequence[int]) -> list[np.ndarray]:
+    """``_prepare`` of each input with frames, on up to ``os.cpu_count()``
+    threads (host-side features bound GPU workers otherwise)."""
+    todo = [i for i, t in enumerate(frames) if t]
+    units = [np.zeros((0,), np.float32) for _ in waveforms]
+    workers = min(len(todo), os.cpu_count() or 1)
+    if workers > 1:
+      with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        for i, u in zip(todo, pool.map(lambda i: self._prepare(waveforms[i]),
+                                       todo)):
+          units[i] = u
+    else:
+      for i in todo:
+        units[i] = self._prepare(waveforms[i])
+    return units
 
   def _pad(self, inputs: list[np.ndarray]):
     """Zero-padded [B, T, ...] tensor and [B, T] mask on the device."""
@@ -390,10 +464,6 @@ class _HFSemantic(_TorchBackend, base.SemanticEmbedder):
     h = h.float().cpu().numpy()
     return [h[i, :n] for i, n in enumerate(lengths)]
 
-  def _prepare(self, waveform: np.ndarray) -> np.ndarray:
-    """Whole-input features (the windowed units)."""
-    raise NotImplementedError
-
   def embed(self, waveform: np.ndarray) -> np.ndarray:
     return self._embed([waveform], batched=False)[0]
 
@@ -404,8 +474,7 @@ class _HFSemantic(_TorchBackend, base.SemanticEmbedder):
     self.load()
     waveforms = [base.check_waveform(w) for w in waveforms]
     frames = [contract.num_semantic_frames(len(w)) for w in waveforms]
-    units = [self._prepare(w) if t else np.zeros((0,), np.float32)
-             for w, t in zip(waveforms, frames)]
+    units = self._prepare_all(waveforms, frames)
     model_frames = self._run(units, batched)
     out = []
     for t, h in zip(frames, model_frames):
@@ -431,12 +500,12 @@ class W2vBertEmbedder(_HFSemantic):
                context_seconds: float = 5.0, batch_size: int = 32,
                batch_seconds: float = 240.0, revision: Optional[str] = None,
                cache_dir: Optional[str] = None,
-               local_files_only: bool = False):
+               local_files_only: bool = False, tf32: bool = False):
     self._init_semantic(
         layer, model=model, revision=revision, cache_dir=cache_dir,
         local_files_only=local_files_only, device=device, dtype=dtype,
         window_seconds=window_seconds, context_seconds=context_seconds,
-        batch_size=batch_size, batch_seconds=batch_seconds)
+        batch_size=batch_size, batch_seconds=batch_seconds, tf32=tf32)
 
   # Units are the feature extractor's stacked rows: 160-d (two 10 ms fbank
   # frames of 80 mel bins), one per model frame, 50 Hz.
@@ -461,13 +530,16 @@ class W2vBertEmbedder(_HFSemantic):
     return model
 
   def _prepare(self, waveform):
-    # One input: fbank, per-mel-bin normalisation over the whole input, and
-    # stacking of frame pairs (an odd last fbank frame is dropped, as the
-    # extractor's own attention mask does), without padding.
-    feats = self._extractor(waveform, sampling_rate=constants.SAMPLE_RATE,
-                            padding=False, return_attention_mask=False,
-                            return_tensors="np")["input_features"]
-    return np.asarray(feats[0], np.float32)
+    # As the extractor does for one input, without padding: fbank, per-mel-bin
+    # normalisation over the whole input (ddof=1), and stacking of frame
+    # pairs (an odd last frame is dropped, as the extractor's own attention
+    # mask does); the fbank vectorised (seamless_fbank).
+    x = seamless_fbank(self._extractor, waveform)
+    x = (x - x.mean(0, keepdims=True)) / np.sqrt(
+        x.var(0, ddof=1, keepdims=True) + 1e-7)
+    stride = self._extractor.stride
+    x = x[:len(x) // stride * stride]
+    return x.reshape(len(x) // stride, -1).astype(np.float32)
 
   def _forward(self, inputs):
     feats, mask, lengths = self._pad(inputs)
@@ -561,12 +633,12 @@ class HubertEmbedder(_Wav2Vec2Family):
                context_seconds: float = 5.0, batch_size: int = 32,
                batch_seconds: float = 240.0, revision: Optional[str] = None,
                cache_dir: Optional[str] = None,
-               local_files_only: bool = False):
+               local_files_only: bool = False, tf32: bool = False):
     self._init_semantic(
         layer, model=model, revision=revision, cache_dir=cache_dir,
         local_files_only=local_files_only, device=device, dtype=dtype,
         window_seconds=window_seconds, context_seconds=context_seconds,
-        batch_size=batch_size, batch_seconds=batch_seconds)
+        batch_size=batch_size, batch_seconds=batch_seconds, tf32=tf32)
 
 
 @base.register_semantic("wav2vec2")
@@ -583,12 +655,12 @@ class Wav2Vec2Embedder(_Wav2Vec2Family):
                context_seconds: float = 5.0, batch_size: int = 32,
                batch_seconds: float = 240.0, revision: Optional[str] = None,
                cache_dir: Optional[str] = None,
-               local_files_only: bool = False):
+               local_files_only: bool = False, tf32: bool = False):
     self._init_semantic(
         layer, model=model, revision=revision, cache_dir=cache_dir,
         local_files_only=local_files_only, device=device, dtype=dtype,
         window_seconds=window_seconds, context_seconds=context_seconds,
-        batch_size=batch_size, batch_seconds=batch_seconds)
+        batch_size=batch_size, batch_seconds=batch_seconds, tf32=tf32)
 
 
 # =============================================================================
@@ -679,8 +751,7 @@ class _HFAcoustic(_TorchBackend, base.AcousticTokenizer):
     self.load()
     waveforms = [base.check_waveform(w) for w in waveforms]
     frames = [self.num_frames(len(w)) for w in waveforms]
-    units = [self._prepare(w) if t else np.zeros((0,), np.float32)
-             for w, t in zip(waveforms, frames)]
+    units = self._prepare_all(waveforms, frames)
     codes = self._run(units, batched)
     return [contract.fit_length(c, t).astype(np.int64) if t
             else np.zeros((0, self.levels), np.int64)
@@ -701,12 +772,12 @@ class DacTokenizer(_HFAcoustic):
                context_seconds: float = 1.0, batch_size: int = 32,
                batch_seconds: float = 480.0, revision: Optional[str] = None,
                cache_dir: Optional[str] = None,
-               local_files_only: bool = False):
+               local_files_only: bool = False, tf32: bool = False):
     self._init_acoustic(
         levels, model=model, revision=revision, cache_dir=cache_dir,
         local_files_only=local_files_only, device=device, dtype=dtype,
         window_seconds=window_seconds, context_seconds=context_seconds,
-        batch_size=batch_size, batch_seconds=batch_seconds)
+        batch_size=batch_size, batch_seconds=batch_seconds, tf32=tf32)
 
   @property
   def max_levels(self) -> int:
@@ -807,12 +878,12 @@ class EncodecTokenizer(_HFAcoustic):
                context_seconds: float = 5.0, batch_size: int = 32,
                batch_seconds: float = 480.0, revision: Optional[str] = None,
                cache_dir: Optional[str] = None,
-               local_files_only: bool = False):
+               local_files_only: bool = False, tf32: bool = False):
     self._init_acoustic(
         levels, model=model, revision=revision, cache_dir=cache_dir,
         local_files_only=local_files_only, device=device, dtype=dtype,
         window_seconds=window_seconds, context_seconds=context_seconds,
-        batch_size=batch_size, batch_seconds=batch_seconds)
+        batch_size=batch_size, batch_seconds=batch_seconds, tf32=tf32)
 
   @property
   def max_levels(self) -> int:
