@@ -40,6 +40,7 @@ from typing import Optional, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from audiolm_t5x import constants
 from audiolm_t5x import contract
 from audiolm_t5x.pipelines import corpus as corpus_lib
 from audiolm_t5x.pipelines import options as options_lib
@@ -92,6 +93,14 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, *,
   """Wires the job; returns the PCollection of the final per-split summary."""
   spec = tokenizer_spec(args)
   sem_info, ac_info = spec.info()
+  for role, info_, rate in (("semantic", sem_info, constants.SEMANTIC_RATE_HZ),
+                            ("acoustic", ac_info, constants.ACOUSTIC_RATE_HZ)):
+    if info_.get("rate_hz") != rate:
+      raise ValueError(
+          f"the {role} backend {info_['name']!r} gives {info_.get('rate_hz')} "
+          f"Hz frames; records of contract v{contract.CONTRACT_VERSION} "
+          f"need {rate} Hz (audiolm_t5x/contract.py), so the tasks can align "
+          "semantic and acoustic frames")
   fingerprints = {"semantic": sem_info["fingerprint"],
                   "acoustic": ac_info["fingerprint"]}
   done = transforms.done_shards(args.output_dir, fingerprints,

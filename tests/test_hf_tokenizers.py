@@ -296,3 +296,62 @@ def test_fit_kmeans_job_runs_unchanged_on_w2v_bert(models, librispeech_tree,
                                     layer=2, device="cpu")
   ids = book.quantize(emb.embed(_waves(32000)[0]))
   assert ids.shape == (50,) and 0 <= ids.min() and ids.max() < 4
+
+
+def test_tokenize_job_with_public_checkpoint_backends(models, librispeech_tree,
+                                                      tmp_path):
+  """w2v-BERT + DAC run inside the Beam job as drop-ins, batched."""
+  import glob  # pylint: disable=g-import-not-at-top
+
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  from audiolm_t5x import contract  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.pipelines import audio  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.pipelines import fit_kmeans  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.pipelines import tokenize  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.pipelines.tokenizers import kmeans  # pylint: disable=g-import-not-at-top
+
+  sem = [f"--semantic_option=model={models['w2v_bert']}",
+         "--semantic_option=layer=2", "--semantic_option=device=cpu"]
+  book_path = tmp_path / "km.npz"
+  fit_kmeans.run([f"--input_dir={librispeech_tree}", f"--output={book_path}",
+                  "--k=4", "--frames_per_file=20",
+                  "--semantic_backend=w2v_bert", *sem])
+  out = tmp_path / "tokens"
+  tokenize.run([f"--input_dir={librispeech_tree}", "--splits=dev-clean",
+                f"--output_dir={out}", f"--kmeans={book_path}",
+                "--num_shards=1", "--batch_size=4",
+                "--semantic_backend=w2v_bert", *sem,
+                "--acoustic_backend=dac",
+                f"--acoustic_option=model={models['dac']}",
+                "--acoustic_option=levels=12", "--acoustic_option=device=cpu"])
+  info = contract.DatasetInfo.load(str(out))
+  assert info.semantic["name"] == "w2v_bert" and info.semantic["layer"] == 2
+  assert (info.acoustic["name"], info.acoustic_levels,
+          info.acoustic_codebook_size) == ("dac", 12, 1024)
+  emb = base.make_semantic_embedder("w2v_bert", model=models["w2v_bert"],
+                                    layer=2, device="cpu")
+  dac = base.make_acoustic_tokenizer("dac", model=models["dac"], levels=12,
+                                     device="cpu")
+  book = kmeans.KMeansCodebook.load(str(book_path))
+  (shard,) = glob.glob(str(out / "dev-clean" / "*.tfrecord"))
+  seen = 0
+  for raw in tf.data.TFRecordDataset(shard).as_numpy_iterator():
+    rec = contract.TokenRecord.from_example_bytes(raw, acoustic_levels=12)
+    wave = audio.decode((librispeech_tree / rec.source).read_bytes())
+    np.testing.assert_array_equal(rec.acoustic_tokens, dac.encode(wave))
+    agree = np.mean(rec.semantic_tokens == book.quantize(emb.embed(wave)))
+    assert agree > 0.99, agree  # batched float32 vs unbatched
+    seen += 1
+  assert seen == 2
+
+
+def test_tokenize_job_refuses_a_75hz_codec(models, librispeech_tree,
+                                           kmeans_codebook, tmp_path):
+  from audiolm_t5x.pipelines import tokenize  # pylint: disable=g-import-not-at-top
+
+  with pytest.raises(ValueError, match="75 Hz frames"):
+    tokenize.run([f"--input_dir={librispeech_tree}",
+                  f"--output_dir={tmp_path}", f"--kmeans={kmeans_codebook}",
+                  "--acoustic_backend=encodec",
+                  f"--acoustic_option=model={models['encodec']}"])
