@@ -38,7 +38,6 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from audiolm_t5x import constants
 from audiolm_t5x import contract
 
 SEMANTIC = "semantic"
@@ -143,6 +142,15 @@ def fingerprint_of(*parts: Any) -> str:
       h.update(json.dumps(p, sort_keys=True, default=str).encode("utf-8"))
     h.update(b"\x00")
   return h.hexdigest()[:16]
+
+
+def sha256_file(path: str) -> str:
+  """Hex sha256 of a local file, read in blocks."""
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 22), b""):
+      h.update(block)
+  return h.hexdigest()
 
 
 def check_waveform(waveform: np.ndarray) -> np.ndarray:

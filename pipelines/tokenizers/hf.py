@@ -98,7 +98,6 @@ once breaks its lazy loader; the import here holds a process-wide lock.
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import json
 import math
 import os
@@ -162,14 +161,6 @@ def resolve_model_dir(model: str, *, revision: Optional[str] = None,
         "copy the cache, or pass a local directory as `model`.") from e
 
 
-def _sha256_file(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 22), b""):
-      h.update(block)
-  return h.hexdigest()
-
-
 def file_digests(model_dir: str) -> dict[str, str]:
   """sha256 of the config and weight files of ``model_dir``.
 
@@ -189,7 +180,7 @@ def file_digests(model_dir: str) -> dict[str, str]:
         re.fullmatch(r"[0-9a-f]{64}", blob)):
       out[name] = blob
     else:
-      out[name] = _sha256_file(path)
+      out[name] = base.sha256_file(path)
   return out
 
 

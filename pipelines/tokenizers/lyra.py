@@ -45,27 +45,19 @@ def default_cache_dir() -> str:
   return os.path.join(root, "audiolm_t5x", "lyra", constants.LYRA_COMMIT)
 
 
-def _sha256(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      h.update(chunk)
-  return h.hexdigest()
-
-
 def download_model(cache_dir: Optional[str] = None) -> str:
   """Fetches Lyra's model files into ``cache_dir`` (sha256-verified)."""
   cache_dir = cache_dir or default_cache_dir()
   os.makedirs(cache_dir, exist_ok=True)
   for name, sha in constants.LYRA_FILES.items():
     path = os.path.join(cache_dir, name)
-    if os.path.exists(path) and _sha256(path) == sha:
+    if os.path.exists(path) and base.sha256_file(path) == sha:
       continue
     url = constants.LYRA_URL_TEMPLATE.format(commit=constants.LYRA_COMMIT,
                                              name=name)
     tmp = path + ".part"
     urllib.request.urlretrieve(url, tmp)  # noqa: S310 (fixed https URL)
-    got = _sha256(tmp)
+    got = base.sha256_file(tmp)
     if got != sha:
       os.remove(tmp)
       raise base.TokenizerError(
