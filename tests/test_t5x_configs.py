@@ -18,6 +18,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 from typing import Any, Dict, List, NamedTuple, Tuple
 
 import pytest
@@ -381,8 +382,10 @@ def _run_t5x(binary: str, args: List[str], env: Dict[str, str],
              timeout: int = 240) -> str:
   cmd = [sys.executable, "-m", f"t5x.{binary}",
          f"--gin_search_paths={CONFIG_DIR}", *args]
+  start = time.monotonic()
   proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
                         timeout=timeout, cwd=str(REPO_ROOT))
+  print(f"\nt5x.{binary} {args[0]}: {time.monotonic() - start:.0f} s")
   log = proc.stdout + proc.stderr
   assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{log[-6000:]}"
   return log
@@ -431,12 +434,18 @@ seqio.TaskRegistry.add(
 '''
 
 
-# Test-only settings: one validation batch per evaluation (T5X's train binary
-# takes __main__'s configurables from a gin file, not from --gin bindings).
+# Test-only settings: no validation pass at the end of the short training runs
+# (the stage-2 test evaluates with runs/eval.gin instead); T5X's train binary
+# takes __main__'s configurables from a gin file, not from --gin bindings.
 TEST_RUN_GIN = """
 from __gin__ import dynamic_registration
 import __main__ as train_script
-train_script.train.eval_steps = 1
+train_script.train.train_eval_dataset_cfg = None
+"""
+TEST_EVAL_GIN = """
+from __gin__ import dynamic_registration
+import __main__ as train_script
+train_script.train.eval_steps = 2  # T5X repeats the validation split
 """
 
 # Decoding the full targets (2001 coarse tokens) on a CPU takes minutes; the
@@ -445,14 +454,15 @@ TEST_DECODE_TOKENS = 48
 
 
 @needs_t5x
-@pytest.mark.parametrize("stage,resume", [("semantic", True),
-                                          ("coarse", False), ("fine", False)])
-def test_tiny_stage_trains_and_samples(stage, resume, tokenized_dataset,
+@pytest.mark.parametrize("stage,then", [("semantic", "resume"),
+                                        ("coarse", "evaluate"), ("fine", "")])
+def test_tiny_stage_trains_and_samples(stage, then, tokenized_dataset,
                                        tmp_path):
   """T5X's train and infer binaries on the tokenization job's records.
 
-  Trains the tiny model 2 steps (with a validation evaluation), for stage 1
-  resumes from checkpoint_2 to step 3, then samples with the stage's infer gin.
+  Trains the tiny model 2 steps (with a validation evaluation); then resumes
+  from checkpoint_2 to step 3 (stage 1) or evaluates checkpoint_2 alone with
+  runs/eval.gin (stage 2); then samples with the stage's infer gin.
   """
   from audiolm_t5x import contract  # pylint: disable=g-import-not-at-top
   audiolm = _task_constants()
@@ -462,16 +472,25 @@ def test_tiny_stage_trains_and_samples(stage, resume, tokenized_dataset,
   model_dir = tmp_path / "model"
   env = _env(tokenized_dataset, [tmp_path])
   (tmp_path / "test_run.gin").write_text(TEST_RUN_GIN)
+  (tmp_path / "test_eval.gin").write_text(TEST_EVAL_GIN)
   train = [f"--gin_file=train/{stage}.gin", *TINY_TRAIN,
-           f"--gin_file={tmp_path / 'test_run.gin'}",
            f"--gin.MODEL_DIR='{model_dir}'"]
+  short = [f"--gin_file={tmp_path / 'test_run.gin'}"]
 
-  log = _run_t5x("train", train + ["--gin.TRAIN_STEPS=2"], env)
+  log = _run_t5x("train", train + short + ["--gin.TRAIN_STEPS=2"], env)
   assert (model_dir / "checkpoint_2").is_dir(), log[-3000:]
-  assert f"collection=training_eval/{task}" in log, log[-3000:]
+  assert "cross_ent_loss" in log, log[-3000:]
   step = 2
-  if resume:  # the same MODEL_DIR restores checkpoint_2 and continues
-    log = _run_t5x("train", train + ["--gin.TRAIN_STEPS=3"], env)
+  if then == "evaluate":  # restores checkpoint_2, evaluates, trains nothing
+    log = _run_t5x("train", train + [
+        "--gin_file=runs/eval.gin", f"--gin_file={tmp_path / 'test_eval.gin'}",
+        "--gin.TRAIN_STEPS=2"], env)
+    assert f"collection=training_eval/{task}" in log, log[-3000:]
+    assert "no training will be done" in log, log[-3000:]
+    assert "Initializing parameters from scratch" not in log, log[-3000:]
+    assert not list(model_dir.glob("checkpoint_3*"))
+  if then == "resume":  # the same MODEL_DIR restores checkpoint_2 and continues
+    log = _run_t5x("train", train + short + ["--gin.TRAIN_STEPS=3"], env)
     assert (model_dir / "checkpoint_3").is_dir(), log[-3000:]
     assert "Found 2 checkpoint steps" in log or "checkpoint_2" in log, (
         log[-3000:])
