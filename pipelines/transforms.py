@@ -504,7 +504,11 @@ def _atomic_write(path: str, data: bytes) -> None:
   """Writes through any Beam filesystem: a temporary name, then a rename."""
   folder = posixpath.dirname(path)
   if not FileSystems.exists(folder):
-    FileSystems.mkdirs(folder)
+    try:
+      FileSystems.mkdirs(folder)
+    except (IOError, OSError):  # another worker made it meanwhile
+      if not FileSystems.exists(folder):
+        raise
   tmp = f"{path}.tmp-{uuid.uuid4().hex}"
   with FileSystems.create(tmp) as f:
     f.write(data)
