@@ -110,10 +110,15 @@ def summarize(examples: Iterable[Mapping[str, np.ndarray]], *,
     reaches_end = bool(ex[prep.CROP_REACHES_END])
     eos += reaches_end
     if stage != stages.FINE:
-      semantic = ex["targets"] if stage == stages.SEMANTIC else ex["inputs"]
+      if stage == stages.SEMANTIC:
+        semantic = ex["targets"]
+      elif stage == stages.SEMANTIC_PROMPT:  # one deduplicated crop
+        semantic = np.concatenate([ex["inputs"], ex["targets"]])
+      else:
+        semantic = ex["inputs"]
       before += steps
-      after += len(semantic) - (reaches_end if stage == stages.SEMANTIC
-                                else 0)
+      after += len(semantic) - (reaches_end if stage in (
+          stages.SEMANTIC, stages.SEMANTIC_PROMPT) else 0)
   usage = {}
   for name in sorted(counts, key=lambda s: (len(s), s)):
     c = np.asarray(list(counts[name].values()), dtype=np.float64)
@@ -181,8 +186,13 @@ def main(argv: Optional[List[str]] = None) -> int:
       for key in ("inputs", "targets"):
         if key in ex:
           note = ""
-          if stage != stages.FINE and ((key == "inputs") ==
-                                       (stage != stages.SEMANTIC)):
+          if stage == stages.SEMANTIC_PROMPT:
+            p = min(resolved.prompt_steps, steps)
+            note = (f" (prompt: crop frames 0-{p - 1}, deduplicated)"
+                    if key == "inputs" else
+                    f" (continuation: crop frames {p}-{steps - 1})")
+          elif stage != stages.FINE and ((key == "inputs") ==
+                                         (stage != stages.SEMANTIC)):
             n_sem = len(ex[key]) - int(key == "targets" and
                                        ex[prep.CROP_REACHES_END])
             note = f" (semantic: {steps} before dedup, {n_sem} after)"

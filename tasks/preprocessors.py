@@ -8,7 +8,8 @@ dataset wrapper made with ``seqio.map_over_dataset``. The stage pipelines in
   :func:`parse_token_record` -> :func:`to_lm_ids` ->
   :func:`select_acoustic_levels` / :func:`select_features`;
 * random or length-dependent, after it:
-  :func:`random_aligned_crop` -> :func:`dedup_consecutive` ->
+  :func:`random_aligned_crop` -> :func:`dedup_consecutive` (or, for the
+  sampling prompts, :func:`dedup_and_split_prompt`) ->
   :func:`split_acoustic_levels` -> :func:`flatten_frames` ->
   :func:`make_lm_features`.
 
@@ -44,6 +45,7 @@ CROP_STEPS = "crop_steps"  # int32, steps in the crop (before dedup)
 CROP_REACHES_END = "crop_reaches_end"  # bool, crop ends where the record does
 COARSE_TOKENS = "coarse_tokens"
 FINE_TOKENS = "fine_tokens"
+PROMPT_TOKENS = "prompt_tokens"  # deduplicated semantic tokens of the prompt
 
 
 def _dense(value: tf.Tensor) -> tf.Tensor:
@@ -277,6 +279,12 @@ random_aligned_crop = seqio.map_over_dataset(aligned_crop_example, num_seeds=1)
 
 
 # --- dedup, split, flatten (deterministic, after the crop) -------------------
+def _first_of_runs(tokens: tf.Tensor) -> tf.Tensor:
+  """True where a token differs from the one before it (and at position 0)."""
+  return tf.concat([tf.ones([tf.minimum(tf.size(tokens), 1)], tf.bool),
+                    tf.not_equal(tokens[1:], tokens[:-1])], axis=0)
+
+
 def dedup_consecutive_example(features: Features, *,
                               key: str = contract.SEMANTIC_TOKENS) -> dict:
   """Removes consecutive repetitions from ``features[key]`` (rank 1).
@@ -288,13 +296,52 @@ def dedup_consecutive_example(features: Features, *,
   """
   out = dict(features)
   tokens = out[key]
-  keep = tf.concat([tf.ones([tf.minimum(tf.size(tokens), 1)], tf.bool),
-                    tf.not_equal(tokens[1:], tokens[:-1])], axis=0)
-  out[key] = tf.boolean_mask(tokens, keep)
+  out[key] = tf.boolean_mask(tokens, _first_of_runs(tokens))
   return out
 
 
 dedup_consecutive = seqio.map_over_dataset(dedup_consecutive_example)
+
+
+def dedup_and_split_prompt_example(features: Features, *, prompt_steps: int,
+                                   key: str = contract.SEMANTIC_TOKENS
+                                   ) -> dict:
+  """Deduplicates a crop as one sequence, then splits it into prompt and rest.
+
+  The split is at step ``prompt_steps`` of the crop (before deduplication):
+  ``prompt_tokens`` are the kept tokens of steps ``0 .. prompt_steps - 1``,
+  ``features[key]`` the kept tokens of the later steps. Deduplicating the
+  whole crop first means a run that crosses the boundary is kept once, in the
+  prompt, so ``prompt_tokens + features[key]`` is exactly the deduplicated
+  crop that stage 1 is trained on (no repeat at the seam). A crop of at most
+  ``prompt_steps`` steps leaves ``features[key]`` empty.
+
+  Example (prompt_steps=3; the run of 3s crosses the boundary)::
+
+    in:  {"semantic_tokens": [7, 7, 3, 3, 3, 9, 9, 4]}
+    out: {"prompt_tokens": [7, 3], "semantic_tokens": [9, 4]}
+
+  Args:
+    features: with ``features[key]`` [T] (rank 1, after the crop).
+    prompt_steps: prompt length in steps (e.g. 3 s x 25 Hz = 75).
+    key: the token feature to split.
+
+  Returns:
+    ``features`` with ``prompt_tokens`` added and ``features[key]`` replaced
+    by the deduplicated tokens after the prompt.
+  """
+  if prompt_steps < 1:
+    raise ValueError(f"prompt_steps: expected >= 1, found {prompt_steps}")
+  out = dict(features)
+  tokens = out[key]
+  keep = _first_of_runs(tokens)
+  in_prompt = tf.range(tf.size(tokens)) < prompt_steps
+  out[PROMPT_TOKENS] = tf.boolean_mask(tokens, keep & in_prompt)
+  out[key] = tf.boolean_mask(tokens, keep & tf.logical_not(in_prompt))
+  return out
+
+
+dedup_and_split_prompt = seqio.map_over_dataset(dedup_and_split_prompt_example)
 
 
 def split_acoustic_levels_example(features: Features, *,

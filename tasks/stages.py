@@ -11,8 +11,9 @@ is resolved, in this order:
 
 That directory is the tokenization job's output: ``dataset_info.json`` plus
 ``<split>/<split>-00000-of-00004.tfrecord`` shards. K, Q, N and the token
-rates come from ``dataset_info.json``; crop seconds and Q' are options
-(gin ``audiolm_tasks.speech_corpus.coarse_crop_seconds = 5.0``, ...).
+rates come from ``dataset_info.json``; crop seconds, the sampling prompt's
+seconds and Q' are options (gin
+``audiolm_tasks.speech_corpus.coarse_crop_seconds = 5.0``, ...).
 
 Task splits map to corpus splits: ``train`` defaults to every split listed in
 ``dataset_info.json`` whose name does not start with ``dev`` or ``test``;
@@ -46,11 +47,14 @@ VALIDATION = "validation"
 TASK_SPLITS = (TRAIN, VALIDATION)
 
 # Stages. "acoustic" is the piano's second stage: all Q levels from semantics.
+# "semantic_prompt" is stage 1's sampling data: a prompt to continue (inputs)
+# and the rest of the crop (targets), for T5X's infer binary.
 SEMANTIC = "semantic"
 COARSE = "coarse"
 FINE = "fine"
 ACOUSTIC = "acoustic"
-STAGES = (SEMANTIC, COARSE, FINE, ACOUSTIC)
+SEMANTIC_PROMPT = "semantic_prompt"
+STAGES = (SEMANTIC, COARSE, FINE, ACOUSTIC, SEMANTIC_PROMPT)
 
 _ENV_PREFIX = {SPEECH: "AUDIOLM", PIANO: "AUDIOLM_PIANO"}
 
@@ -67,6 +71,8 @@ class CorpusOptions:
   coarse_crop_seconds: float = constants.COARSE_CROP_SECONDS
   fine_crop_seconds: float = constants.FINE_CROP_SECONDS
   coarse_levels: Optional[int] = None  # Q'; None: the paper's 4 (speech).
+  prompt_seconds: float = constants.PROMPT_SECONDS
+  continuation_seconds: float = constants.CONTINUATION_SECONDS
 
 
 def _tuple(value) -> Optional[Tuple[str, ...]]:
@@ -86,12 +92,15 @@ def speech_corpus(
     coarse_crop_seconds: float = constants.COARSE_CROP_SECONDS,
     fine_crop_seconds: float = constants.FINE_CROP_SECONDS,
     coarse_levels: Optional[int] = constants.COARSE_LEVELS,
+    prompt_seconds: float = constants.PROMPT_SECONDS,
+    continuation_seconds: float = constants.CONTINUATION_SECONDS,
 ) -> CorpusOptions:
   """Options of the speech tasks (``audiolm_{semantic,coarse,fine}_*``)."""
   return CorpusOptions(SPEECH, data_dir, _tuple(train_splits),
                        _tuple(validation_splits), float(semantic_crop_seconds),
                        float(coarse_crop_seconds), float(fine_crop_seconds),
-                       coarse_levels)
+                       coarse_levels, prompt_seconds=float(prompt_seconds),
+                       continuation_seconds=float(continuation_seconds))
 
 
 @gin.configurable(module="audiolm_tasks")
@@ -101,12 +110,15 @@ def piano_corpus(
     validation_splits: Optional[Sequence[str]] = None,
     semantic_crop_seconds: float = constants.SEMANTIC_CROP_SECONDS,
     acoustic_crop_seconds: float = constants.COARSE_CROP_SECONDS,
+    prompt_seconds: float = constants.PROMPT_SECONDS,
+    continuation_seconds: float = constants.CONTINUATION_SECONDS,
 ) -> CorpusOptions:
   """Options of the piano tasks (``audiolm_piano_*``); no third stage."""
   return CorpusOptions(PIANO, data_dir, _tuple(train_splits),
                        _tuple(validation_splits), float(semantic_crop_seconds),
                        float(acoustic_crop_seconds), float(acoustic_crop_seconds),
-                       None)
+                       None, prompt_seconds=float(prompt_seconds),
+                       continuation_seconds=float(continuation_seconds))
 
 
 _OPTION_FNS = {SPEECH: speech_corpus, PIANO: piano_corpus}
@@ -139,7 +151,8 @@ class ResolvedCorpus:
     return {SEMANTIC: self.options.semantic_crop_seconds,
             COARSE: self.options.coarse_crop_seconds,
             ACOUSTIC: self.options.coarse_crop_seconds,
-            FINE: self.options.fine_crop_seconds}[stage]
+            FINE: self.options.fine_crop_seconds,
+            SEMANTIC_PROMPT: self.options.continuation_seconds}[stage]
 
   def crop_steps(self, stage: str) -> int:
     """Crop length in semantic frames (steps of 1 / semantic_rate_hz s)."""
@@ -148,6 +161,18 @@ class ResolvedCorpus:
       raise ValueError(f"{self.options.corpus} {stage} crop of "
                        f"{self.crop_seconds(stage)} s is shorter than one "
                        f"semantic frame at {self.semantic_rate_hz} Hz")
+    return steps
+
+  @property
+  def prompt_steps(self) -> int:
+    """Sampling prompt length in semantic frames (3 s x 25 Hz = 75)."""
+    steps = int(round(self.options.prompt_seconds * self.semantic_rate_hz))
+    if not 1 <= steps < self.crop_steps(SEMANTIC_PROMPT):
+      raise ValueError(
+          f"{self.options.corpus} prompt of {self.options.prompt_seconds} s "
+          f"({steps} semantic frames): expected at least one frame and fewer "
+          f"than the {self.options.continuation_seconds} s continuation crop "
+          f"({self.crop_steps(SEMANTIC_PROMPT)} frames)")
     return steps
 
   def file_patterns(self, split: str) -> list:
@@ -334,7 +359,7 @@ def precache_stage(dataset: tf.data.Dataset,
       acoustic_codebook_size=layout.acoustic_codebook_size)
   ds = prep.to_lm_ids(ds, layout=layout)
   base = (contract.ID, contract.NUM_SAMPLES)
-  if stage == SEMANTIC:
+  if stage in (SEMANTIC, SEMANTIC_PROMPT):
     return prep.select_features(ds, keys=base + (contract.SEMANTIC_TOKENS,))
   if stage == COARSE:
     return prep.select_acoustic_levels(ds, start=0, stop=r.coarse_levels)
@@ -353,6 +378,9 @@ def postcache_stage(dataset: tf.data.Dataset, *, corpus: str, stage: str,
   Goes after ``seqio.CacheDatasetPlaceholder``. Output per stage:
 
   * semantic: ``targets`` = dedup(semantic crop) [+ EOS];
+  * semantic prompt: the crop (continuation seconds) deduplicated as one
+    sequence, then split at the prompt's last frame: ``inputs`` = the
+    prompt's tokens, ``targets`` = the later ones [+ EOS];
   * coarse / piano acoustic: ``inputs`` = dedup(semantic crop),
     ``targets`` = flattened acoustic crop (levels 0..Q'-1) [+ EOS];
   * fine: ``inputs`` = flattened coarse levels of the crop, ``targets`` =
@@ -373,6 +401,11 @@ def postcache_stage(dataset: tf.data.Dataset, *, corpus: str, stage: str,
     ds = prep.dedup_consecutive(ds, key=contract.SEMANTIC_TOKENS)
     return prep.make_lm_features(ds, targets_key=contract.SEMANTIC_TOKENS,
                                  keep=keep)
+  if stage == SEMANTIC_PROMPT:
+    ds = prep.dedup_and_split_prompt(ds, prompt_steps=r.prompt_steps)
+    return prep.make_lm_features(ds, inputs_key=prep.PROMPT_TOKENS,
+                                 targets_key=contract.SEMANTIC_TOKENS,
+                                 keep=keep)
   if stage in (COARSE, ACOUSTIC):
     ds = prep.dedup_consecutive(ds, key=contract.SEMANTIC_TOKENS)
     ds = prep.flatten_frames(ds, key=contract.ACOUSTIC_TOKENS)
@@ -390,18 +423,27 @@ def postcache_stage(dataset: tf.data.Dataset, *, corpus: str, stage: str,
 
 def feature_lengths(stage: str, *, crop_seconds: float,
                     acoustic_levels: int, coarse_levels: int,
+                    prompt_seconds: Optional[float] = None,
                     semantic_rate_hz: int = constants.SEMANTIC_RATE_HZ,
                     acoustic_rate_hz: int = constants.ACOUSTIC_RATE_HZ
                     ) -> Dict[str, int]:
   """Longest ``inputs`` / ``targets`` a stage's crops produce (+1 EOS).
 
   Example: ``feature_lengths("coarse", crop_seconds=10, acoustic_levels=12,
-  coarse_levels=4)`` -> ``{"inputs": 250, "targets": 2001}``.
+  coarse_levels=4)`` -> ``{"inputs": 250, "targets": 2001}``;
+  ``feature_lengths("semantic_prompt", crop_seconds=10, prompt_seconds=3,
+  ...)`` -> ``{"inputs": 75, "targets": 176}``.
   """
   steps = int(round(crop_seconds * semantic_rate_hz))
   frames = steps * (acoustic_rate_hz // semantic_rate_hz)
   if stage == SEMANTIC:
     return {"targets": steps + 1}
+  if stage == SEMANTIC_PROMPT:
+    if prompt_seconds is None:
+      raise ValueError("feature_lengths: the semantic_prompt stage needs "
+                       "prompt_seconds")
+    prompt = int(round(prompt_seconds * semantic_rate_hz))
+    return {"inputs": prompt, "targets": steps - prompt + 1}
   if stage == COARSE:
     return {"inputs": steps, "targets": frames * coarse_levels + 1}
   if stage == ACOUSTIC:

@@ -39,7 +39,12 @@ ALL_GIN = sorted(p.relative_to(CONFIG_DIR).as_posix()
                  for p in CONFIG_DIR.rglob("*.gin"))
 TRAIN_GIN = [f"train/{s}.gin" for s in t5x_configs.STAGES]
 INFER_GIN = [f"infer/{s}.gin" for s in t5x_configs.STAGES]
-PROMPT_STAGES = ("semantic", "piano_semantic")  # infer needs a prompt task
+# Stage 1 samples by continuing prompts: its infer gin reads a prompt task.
+PROMPT_TASK_OF_STAGE = {
+    "semantic": "audiolm_semantic_prompt_v001",
+    "piano_semantic": "audiolm_piano_semantic_prompt_v001",
+}
+PROMPT_STAGES = tuple(PROMPT_TASK_OF_STAGE)
 TASK_OF_STAGE = {
     "semantic": "audiolm_semantic_v001",
     "coarse": "audiolm_coarse_v001",
@@ -171,8 +176,6 @@ def test_required_macros_are_set(relative):
     expected = {"MODEL_DIR"}  # the user's, on the command line
   else:
     expected = {"CHECKPOINT_PATH", "INFER_OUTPUT_DIR"}
-    if stage in PROMPT_STAGES:
-      expected.add("MIXTURE_OR_TASK_NAME")
   if HAVE_T5X:
     assert required == expected
   else:  # T5X's run gins are not readable: what ours leave open
@@ -247,15 +250,26 @@ def test_infer_temperatures_and_lengths(stage):
       "TEMPERATURE")
   assert final[("decoding.temperature_sample", "topk")] == 0
   lengths = final[("TASK_FEATURE_LENGTHS", "")]
+  task = final[("MIXTURE_OR_TASK_NAME", "")]
+  bidirectional = final.get(
+      ("models.DecoderOnlyModel", "inputs_bidirectional_attention"), False)
+  trained = bindings(f"train/{stage}.gin")
   if stage in PROMPT_STAGES:
+    assert task == PROMPT_TASK_OF_STAGE[stage]
     rate = constants.SEMANTIC_RATE_HZ
     assert lengths == {
         "inputs": int(constants.PROMPT_SECONDS * rate),
         "targets": int((constants.CONTINUATION_SECONDS
                         - constants.PROMPT_SECONDS) * rate) + 1}
+    # Stage 1 trains as a plain causal LM; it samples the same way.
+    assert ("models.DecoderOnlyModel",
+            "inputs_bidirectional_attention") not in trained
+    assert bidirectional is False
   else:
-    assert lengths == _task_constants().TASK_FEATURE_LENGTHS[
-        TASK_OF_STAGE[stage]]
+    assert task == TASK_OF_STAGE[stage]
+    assert bidirectional is trained[("models.DecoderOnlyModel",
+                                     "inputs_bidirectional_attention")]
+  assert lengths == _task_constants().TASK_FEATURE_LENGTHS[task]
 
 
 def test_partitioning_is_data_parallel():
@@ -319,9 +333,7 @@ def t5x_gin():
 def test_experiment_binds_under_t5x(t5x_gin, relative, hardware):
   binary = relative.split("/")[0]
   stage = pathlib.Path(relative).stem
-  extra = (["MIXTURE_OR_TASK_NAME='audiolm_semantic_v001'"]
-           if binary == "infer" and stage in PROMPT_STAGES else [])
-  gin = t5x_gin(binary, [relative, hardware], extra)
+  gin = t5x_gin(binary, [relative, hardware])
   model = gin.query_parameter("%MODEL").scoped_configurable_fn()
   cfg = model.module.config
   assert cfg.num_layers == constants.NUM_LAYERS
@@ -338,12 +350,16 @@ def test_experiment_binds_under_t5x(t5x_gin, relative, hardware):
 @needs_t5x
 def test_model_vocabulary_matches_the_tasks(t5x_gin):
   import seqio  # pylint: disable=g-import-not-at-top
-  for stage in t5x_configs.STAGES:
-    gin = t5x_gin("train", [f"train/{stage}.gin"])
+  for binary, stage in ([("train", s) for s in t5x_configs.STAGES] +
+                        [("infer", s) for s in PROMPT_STAGES]):
+    gin = t5x_gin(binary, [f"{binary}/{stage}.gin"])
     model = gin.query_parameter("%MODEL").scoped_configurable_fn()
-    task = seqio.get_mixture_or_task(TASK_OF_STAGE[stage])
+    task = seqio.get_mixture_or_task(gin.query_parameter(
+        "%MIXTURE_OR_TASK_NAME"))
+    assert task.name == (PROMPT_TASK_OF_STAGE if binary == "infer"
+                         else TASK_OF_STAGE)[stage]
     for feature in task.output_features.values():
-      # What T5X's utils.verify_matching_vocabs checks at train time.
+      # What T5X's utils.verify_matching_vocabs checks at train/infer time.
       assert feature.vocabulary == model.output_vocabulary
 
 
@@ -407,32 +423,6 @@ def _env(data_dir, extra_pythonpath=()) -> Dict[str, str]:
 TINY_TRAIN = ["--gin_file=models/tiny.gin", "--gin_file=partitioning/gpu.gin",
               "--gin.partitioning.PjitPartitioner.backend=None",
               "--gin.BATCH_SIZE=2", "--gin.RANDOM_SEED=0"]
-
-PROMPT_MODULE = '''
-"""Test-only stage-1 prompt task: inputs = first 3 s, targets = the rest."""
-import seqio
-import tensorflow as tf
-from audiolm_t5x import constants
-from audiolm_t5x.tasks import audiolm
-
-_base = seqio.get_mixture_or_task(audiolm.SEMANTIC_TASK)
-_PROMPT = int(constants.PROMPT_SECONDS * constants.SEMANTIC_RATE_HZ)
-
-
-@seqio.map_over_dataset
-def _split_prompt(ex):
-  t = ex["targets"]
-  n = tf.minimum(_PROMPT, tf.size(t) // 2)
-  return {"inputs": t[:n], "targets": t[n:]}
-
-
-seqio.TaskRegistry.add(
-    "test_audiolm_semantic_prompt", source=_base.source,
-    preprocessors=list(_base.preprocessors) + [_split_prompt],
-    output_features={"inputs": _base.output_features["targets"],
-                     "targets": _base.output_features["targets"]})
-'''
-
 
 # Test-only settings: no validation pass at the end of the short training runs
 # (the stage-2 test evaluates with runs/eval.gin instead); T5X's train binary
@@ -502,14 +492,16 @@ def test_tiny_stage_trains_and_samples(stage, then, tokenized_dataset,
            f"--gin.CHECKPOINT_PATH='{model_dir / f'checkpoint_{step}'}'",
            f"--gin.INFER_OUTPUT_DIR='{out_dir}'",
            "--gin.utils.DatasetConfig.batch_size=2"]
+  # Stage 1 continues the registered prompt task's 3 s prompts to 10 s, with
+  # the infer gin as it ships; the others sample a shortened target.
   if stage in PROMPT_STAGES:
-    (tmp_path / "test_prompt_task.py").write_text(PROMPT_MODULE)
-    infer += ["--gin.MIXTURE_OR_TASK_MODULE='test_prompt_task'",
-              "--gin.MIXTURE_OR_TASK_NAME='test_audiolm_semantic_prompt'"]
+    lengths = audiolm.TASK_FEATURE_LENGTHS[PROMPT_TASK_OF_STAGE[stage]]
   else:
     lengths = dict(audiolm.TASK_FEATURE_LENGTHS[task],
                    targets=TEST_DECODE_TOKENS)
     infer.append(f"--gin.TASK_FEATURE_LENGTHS={lengths!r}")
+  # Stage 1 without `inputs` would fail here: T5X's decoder-only
+  # predict_batch needs a prompt (decoder_causal_attention).
   _run_t5x("infer", infer, env)
   files = [f for f in glob.glob(str(out_dir / "*.jsonl-*"))
            if not f.endswith(".COMPLETED")]
@@ -519,4 +511,6 @@ def test_tiny_stage_trains_and_samples(stage, then, tokenized_dataset,
   for row in rows:
     ids = [i for i in row["prediction"] if i != constants.PAD_ID]
     assert ids, row
+    # T5X samples until EOS or until prompt + sample fill inputs + targets.
+    assert len(ids) < sum(lengths.values()), row
     assert all(0 < i < vocab_size for i in ids), ids

@@ -17,6 +17,11 @@ from audiolm_t5x.tasks import vocabulary
 
 SPEECH_TASKS = (audiolm.SEMANTIC_TASK, audiolm.COARSE_TASK, audiolm.FINE_TASK)
 PIANO_TASKS = (audiolm.PIANO_SEMANTIC_TASK, audiolm.PIANO_ACOUSTIC_TASK)
+PROMPT_TASKS = (audiolm.SEMANTIC_PROMPT_TASK,
+                audiolm.PIANO_SEMANTIC_PROMPT_TASK)
+PROMPT_STEPS = int(constants.PROMPT_SECONDS * constants.SEMANTIC_RATE_HZ)
+CONTINUATION_STEPS = int(constants.CONTINUATION_SECONDS *
+                         constants.SEMANTIC_RATE_HZ)
 ENV_VARS = ("AUDIOLM_DATA_DIR", "AUDIOLM_PIANO_DATA_DIR",
             "AUDIOLM_TRAIN_SPLITS", "AUDIOLM_VALIDATION_SPLITS")
 
@@ -94,9 +99,11 @@ def _find_crop(record, n_steps, acoustic_lm):
 
 # --- registry ------------------------------------------------------------------
 def test_tasks_registered_with_expected_features_and_lengths():
-  for name in SPEECH_TASKS + PIANO_TASKS:
+  for name in SPEECH_TASKS + PIANO_TASKS + PROMPT_TASKS:
     task = seqio.get_mixture_or_task(name)
-    expect = {"targets"} if "semantic" in name else {"inputs", "targets"}
+    expect = ({"targets"} if name in (audiolm.SEMANTIC_TASK,
+                                      audiolm.PIANO_SEMANTIC_TASK)
+              else {"inputs", "targets"})
     assert set(task.output_features) == expect
     for feature in task.output_features.values():
       assert feature.vocabulary.vocab_size == audiolm.VOCAB_SIZES[name]
@@ -109,6 +116,9 @@ def test_tasks_registered_with_expected_features_and_lengths():
   assert lengths[audiolm.FINE_TASK] == {"inputs": 600, "targets": 1201}
   assert lengths[audiolm.PIANO_ACOUSTIC_TASK] == {"inputs": 250,
                                                   "targets": 1501}
+  for name in PROMPT_TASKS:  # 3 s x 25 Hz in; the other 7 s of 10 s + EOS out
+    assert lengths[name] == {"inputs": 75, "targets": 176}
+    assert audiolm.TASK_STAGES[name][1] == stages.SEMANTIC_PROMPT
   assert audiolm.VOCAB_SIZES[audiolm.COARSE_TASK] == 13440
   assert seqio.get_mixture_or_task(audiolm.ACOUSTIC_MIXTURE).tasks
 
@@ -270,6 +280,15 @@ def test_piano_tasks_predict_all_levels(tmp_path, monkeypatch):
   (sem,) = _examples(audiolm.PIANO_SEMANTIC_TASK)
   assert np.array_equal(sem["targets"], np.r_[_dedup(rec.semantic_tokens + 2),
                                               1])
+  (prompt,) = _examples(audiolm.PIANO_SEMANTIC_PROMPT_TASK)
+  joined = np.r_[prompt["inputs"], prompt["targets"]]
+  starts = [s for s in range(300 - CONTINUATION_STEPS + 1)  # 12 s x 25 Hz
+            if np.array_equal(_dedup(rec.semantic_tokens[
+                s:s + CONTINUATION_STEPS] + 2), joined[:len(joined) - (
+                    joined[-1] == constants.EOS_ID)])]
+  assert starts
+  np.testing.assert_array_equal(prompt["inputs"], _dedup(
+      rec.semantic_tokens[starts[0]:starts[0] + PROMPT_STEPS] + 2))
 
 
 def test_cache_job_then_cached_reads_match(speech_dir, tmp_path_factory):
@@ -327,6 +346,102 @@ def test_all_speech_tasks_on_tokenized_librispeech(tokenized_dataset,
             assert kinds <= {"acoustic", "eos"}
 
 
+def _token_records(data_dir, split):
+  """Semantic tokens of a corpus split's records, read from the shards."""
+  pattern = contract.DatasetInfo.load(str(data_dir)).shard_pattern(
+      str(data_dir), split)
+  out = []
+  for rec in stages.read_token_records(tf.io.gfile.glob(pattern)):
+    sem = rec[contract.SEMANTIC_TOKENS]
+    if isinstance(sem, tf.sparse.SparseTensor):
+      sem = tf.sparse.to_dense(sem)
+    out.append(sem.numpy())
+  return out
+
+
+def test_semantic_prompt_task_on_tokenized_librispeech(tokenized_dataset,
+                                                       monkeypatch):
+  """Prompts of the real tokenization job's records: 3 s in, the rest out."""
+  monkeypatch.setenv("AUDIOLM_DATA_DIR", str(tokenized_dataset))
+  name = audiolm.SEMANTIC_PROMPT_TASK
+  info = contract.DatasetInfo.load(str(tokenized_dataset))
+  layout = vocabulary.VocabularyLayout.from_dataset_info(info)
+  offset = layout.semantic_offset
+  for split, corpus_split, count in (("train", "train-clean-100", 4),
+                                     ("validation", "dev-clean", 2)):
+    records = _token_records(tokenized_dataset, corpus_split)
+    examples = _examples(name, split=split, seed=1)
+    assert len(examples) == len(records) == count
+    matched = set()
+    for ex in examples:
+      inputs, targets = ex["inputs"], ex["targets"]
+      print(f"{split}: prompt {len(inputs)} tokens, continuation "
+            f"{len(targets)} tokens")
+      assert 0 < len(inputs) <= 75 and len(targets) <= 176
+      eos = len(targets) > 0 and targets[-1] == constants.EOS_ID
+      body = targets[:-1] if eos else targets
+      assert {layout.describe(i)[0] for i in np.r_[inputs, body]} <= {
+          "semantic"}
+      # The prompt and its continuation are one deduplicated sequence.
+      joined = np.r_[inputs, body]
+      assert np.all(joined[1:] != joined[:-1])
+      # Find the crop: the records' 10 s windows (or whole, when shorter)
+      # whose first 3 s deduplicate to the prompt and the rest to the body.
+      hits = []
+      for r, sem in enumerate(records):
+        steps = min(len(sem), CONTINUATION_STEPS)
+        for s in range(len(sem) - steps + 1):
+          crop = sem[s:s + steps] + offset
+          if (np.array_equal(_dedup(crop), joined) and
+              np.array_equal(_dedup(crop[:PROMPT_STEPS]), inputs)):
+            hits.append((r, s, s + steps == len(sem)))
+      assert hits, "not a crop of any record"
+      assert eos == any(end for _, _, end in hits)
+      matched |= {r for r, _, _ in hits}
+    assert matched == set(range(count))  # one example per record
+
+
+def test_prompt_task_splits_one_crop_and_follows_seeds(speech_dir):
+  _, records = speech_dir
+  by_len = {len(r.semantic_tokens): r for r in records["train-clean-100"]}
+  name = audiolm.SEMANTIC_PROMPT_TASK
+  first = _examples(name, seed=4)
+  assert [e["inputs"].tolist() for e in first] == [
+      e["inputs"].tolist() for e in _examples(name, seed=4)]
+  assert [e["inputs"].tolist() for e in first] != [
+      e["inputs"].tolist() for e in _examples(name, seed=5)]
+  for ex in first:
+    joined = np.r_[ex["inputs"], ex["targets"]]
+    if len(joined) and joined[-1] == constants.EOS_ID:
+      joined = joined[:-1]
+    # The 40 s record: a 10 s window at a seeded start; shorter ones whole.
+    for steps, rec in by_len.items():
+      n = min(steps, CONTINUATION_STEPS)
+      starts = [s for s in range(steps - n + 1)
+                if np.array_equal(_dedup(rec.semantic_tokens[s:s + n] + 2),
+                                  joined)]
+      if starts:
+        break
+    assert starts, "not a crop of any record"
+    s = starts[0]
+    np.testing.assert_array_equal(
+        ex["inputs"], _dedup(rec.semantic_tokens[s:s + PROMPT_STEPS] + 2))
+    assert (ex["targets"][-1] == constants.EOS_ID) == (s + n == steps)
+
+
+def test_gin_overrides_prompt_seconds(speech_dir):
+  gin.parse_config("""
+      audiolm_tasks.speech_corpus.prompt_seconds = 1.0
+      audiolm_tasks.speech_corpus.continuation_seconds = 2.0
+  """)
+  name = audiolm.SEMANTIC_PROMPT_TASK
+  for ex in _examples(name, lengths={"inputs": 25, "targets": 26}):
+    assert 0 < len(ex["inputs"]) <= 25 and len(ex["targets"]) <= 26
+  gin.parse_config("audiolm_tasks.speech_corpus.prompt_seconds = 2.0")
+  with pytest.raises(ValueError, match="fewer than the 2.0 s continuation"):
+    _examples(name, lengths={"inputs": 50, "targets": 1})
+
+
 # --- inspection ------------------------------------------------------------------
 def test_inspect_summarize_and_describe_literal_examples():
   from audiolm_t5x.tasks import inspect as inspect_lib  # pylint: disable=g-import-not-at-top
@@ -350,6 +465,18 @@ def test_inspect_summarize_and_describe_literal_examples():
   long = inspect_lib.describe_ids(list(range(2, 6)) * 10, layout,
                                   max_tokens=8)
   assert long.startswith("S0 S1 S2 S3 ...") and "(32 more)" in long
+
+
+def test_inspect_summarize_counts_prompt_and_continuation():
+  from audiolm_t5x.tasks import inspect as inspect_lib  # pylint: disable=g-import-not-at-top
+  layout = vocabulary.VocabularyLayout(4, 2, 8)
+  examples = [{"inputs": np.array([2, 3]), "targets": np.array([5, 1]),
+               "crop_steps": 4, "crop_reaches_end": True}]
+  stats = inspect_lib.summarize(examples, layout=layout,
+                                stage=stages.SEMANTIC_PROMPT,
+                                semantic_rate_hz=25)
+  assert stats["dedup_ratio"] == pytest.approx(3 / 4)  # EOS not counted
+  assert stats["usage"]["semantic"]["tokens"] == 3
 
 
 def test_inspect_command_prints_examples_and_statistics(speech_dir, capsys):

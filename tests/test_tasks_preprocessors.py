@@ -252,3 +252,55 @@ def test_make_lm_features_appends_eos_only_at_recording_end():
   assert out["targets"].dtype == np.int32
   assert run(True, targets_key=SEM, append_eos=False)["targets"].tolist() == [
       9, 4]
+
+
+# --- sampling prompts ------------------------------------------------------------
+@pytest.mark.parametrize("tokens,prompt_steps,prompt,rest", [
+    # A run crossing the boundary (the 3s) is kept once, in the prompt.
+    ([7, 7, 3, 3, 3, 9, 9, 4], 3, [7, 3], [9, 4]),
+    # A run starting exactly at the boundary belongs to the rest.
+    ([7, 7, 3, 3, 9], 2, [7], [3, 9]),
+    # A token equal to the prompt's last one, but not adjacent, is kept.
+    ([5, 6, 5, 5], 2, [5, 6], [5]),
+    # A crop no longer than the prompt leaves the rest empty.
+    ([1, 1, 2], 3, [1, 2], []),
+    ([], 3, [], []),
+])
+def test_dedup_and_split_prompt(tokens, prompt_steps, prompt, rest):
+  ds = _ds({SEM: np.array(tokens, np.int32), "x": np.int32(1)})
+  test_utils.assert_dataset(
+      prep.dedup_and_split_prompt(ds, prompt_steps=prompt_steps),
+      [{prep.PROMPT_TOKENS: prompt, SEM: rest, "x": 1}])
+  # The two parts together are the deduplicated crop: no repeat at the seam.
+  dedup = prep.dedup_consecutive_example({SEM: tf.constant(tokens, tf.int32)})
+  assert prompt + rest == dedup[SEM].numpy().tolist()
+  with pytest.raises(ValueError, match="prompt_steps"):
+    prep.dedup_and_split_prompt_example({SEM: tf.constant(tokens, tf.int32)},
+                                        prompt_steps=0)
+
+
+def test_prompt_pipeline_crop_split_and_eos():
+  """Crop -> split -> LM features, as the prompt tasks chain them."""
+  def run(sem, crop_steps, seed=0):
+    ds = _ds({SEM: np.array(sem, np.int32)})
+    with seqio.utils.map_seed_manager(seed):
+      ds = prep.random_aligned_crop(ds, crop_steps=crop_steps)
+    ds = prep.dedup_and_split_prompt(ds, prompt_steps=2)
+    ds = prep.make_lm_features(ds, inputs_key=prep.PROMPT_TOKENS,
+                               targets_key=SEM, keep=(prep.CROP_START,))
+    return list(ds.as_numpy_iterator())[0]
+  # A recording shorter than the crop: kept whole, EOS ends the targets.
+  out = run([4, 4, 4, 5, 6, 6], crop_steps=10)
+  assert out["inputs"].tolist() == [4] and out["targets"].tolist() == [5, 6, 1]
+  # A longer one: the crop of 4 steps; EOS only if it reaches the end.
+  sem = [10, 11, 11, 12, 13, 14, 14, 15]
+  for seed in range(8):
+    out = run(sem, crop_steps=4, seed=seed)
+    s = int(out[prep.CROP_START])
+    crop = sem[s:s + 4]
+    want = prep.dedup_consecutive_example({SEM: tf.constant(crop)})[SEM]
+    body = out["targets"][:-1] if s == 4 else out["targets"]
+    assert out["inputs"].tolist() + body.tolist() == want.numpy().tolist()
+    assert (out["targets"][-1] == constants.EOS_ID) == (s == 4)
+    assert out["inputs"].tolist() == [crop[0]] + (
+        [crop[1]] if crop[1] != crop[0] else [])
