@@ -9,6 +9,7 @@ Prints audio seconds tokenized per wall second for:
 
 and the pipeline / loop ratios (targets: >= 0.9 with one worker, > 1 with
 two). The corpus is the team's LibriSpeech clips copied ``--copies`` times.
+Each process computes on one thread (BLAS and TF thread counts set to 1).
 
   python benchmarks/tokenize_bench.py --copies=20 --workers=2
 """
@@ -21,6 +22,13 @@ import pathlib
 import sys
 import tempfile
 import time
+
+# One compute thread per process (BLAS, TF), so that "one worker" means one
+# core and the loop and the workers are compared core for core. Set before
+# numpy / TF load; the DirectRunner's worker processes inherit it.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+             "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+  os.environ.setdefault(_var, "1")
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
