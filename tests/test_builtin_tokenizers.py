@@ -197,3 +197,33 @@ def test_fit_kmeans_job_is_deterministic(tmp_path, librispeech_tree):
   prov = books[0].provenance
   assert prov["num_frames"] == 250 and prov["backend"] == "logmel"
   assert prov["seed"] == 3 and prov["k"] == 8
+
+
+def test_lyra_download_verifies_and_caches(tmp_path, lyra_dir, monkeypatch):
+  import urllib.error  # pylint: disable=g-import-not-at-top
+  import urllib.request  # pylint: disable=g-import-not-at-top
+
+  monkeypatch.delenv(lyra.ENV_VAR, raising=False)
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+  fetched = []
+
+  def fake_fetch(url, dest):  # serves the team's copy as if from GitHub
+    assert url.startswith("https://raw.githubusercontent.com/google/lyra/")
+    fetched.append(url.rsplit("/", 1)[1])
+    shutil.copy(lyra_dir / fetched[-1], dest)
+
+  monkeypatch.setattr(urllib.request, "urlretrieve", fake_fetch)
+  tok = base.make_acoustic_tokenizer("lyra", download=True)
+  tok.load()
+  assert sorted(fetched) == sorted(constants.LYRA_FILES)
+  assert tok.model_dir == lyra.default_cache_dir()
+  assert tok.model_dir.startswith(str(tmp_path))
+  lyra.download_model()  # cached and verified: nothing fetched again
+  assert len(fetched) == len(constants.LYRA_FILES)
+
+  def offline(url, dest):
+    raise urllib.error.URLError("no network")
+
+  monkeypatch.setattr(urllib.request, "urlretrieve", offline)
+  with pytest.raises(base.TokenizerError, match="--lyra_dir"):
+    lyra.download_model(str(tmp_path / "elsewhere"))

@@ -56,7 +56,13 @@ def download_model(cache_dir: Optional[str] = None) -> str:
     url = constants.LYRA_URL_TEMPLATE.format(commit=constants.LYRA_COMMIT,
                                              name=name)
     tmp = path + ".part"
-    urllib.request.urlretrieve(url, tmp)  # noqa: S310 (fixed https URL)
+    try:
+      urllib.request.urlretrieve(url, tmp)  # noqa: S310 (fixed https URL)
+    except OSError as e:  # URLError is an OSError
+      raise base.TokenizerError(
+          f"could not download {url} ({e}). Without network access, copy "
+          f"Lyra's files ({', '.join(constants.LYRA_FILES)}) into a folder "
+          f"and pass --lyra_dir or set ${ENV_VAR}.") from e
     got = base.sha256_file(tmp)
     if got != sha:
       os.remove(tmp)
