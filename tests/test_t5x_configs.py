@@ -31,7 +31,7 @@ CONFIG_DIR = pathlib.Path(t5x_configs.CONFIG_DIR)
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 HAVE_T5X = importlib.util.find_spec("t5x") is not None
 NO_T5X = ("T5X is not installed (install it from github.com/google-research/"
-          "t5x at the pinned commit; see docs/TRAINING.md)")
+          "t5x at the pinned commit; see BUILD.md section 5)")
 T5X_ROOT = (pathlib.Path(importlib.util.find_spec("t5x").origin).parent.parent
             if HAVE_T5X else None)
 

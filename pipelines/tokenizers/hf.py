@@ -58,7 +58,7 @@ is limited by windowing. For DAC, whose receptive field is about 0.2 s, the
 default 1 s of context makes windowed codes equal to whole-file codes; for the
 Transformers the residual difference is measured by
 ``benchmarks/tokenizers_bench.py --residual`` and stated in
-docs/TOKENIZERS.md.
+BUILD.md (section 3).
 
 Batching: ``embed_batch`` / ``encode_batch`` sort all windows of all inputs by
 length, batch them under ``batch_size`` inputs and ``batch_seconds`` seconds
