@@ -148,9 +148,16 @@ def decode(source: Source, *, stats: AudioStats | None = None) -> np.ndarray:
 
 def check_usable(waveform: np.ndarray, *, reject_silence: bool = True) -> None:
   """Raises AudioError for audio too short for one token, or digital silence."""
-  if waveform.shape[0] < constants.SEMANTIC_FRAME_SAMPLES:
+  check_counts(waveform.shape[0], has_signal=bool(np.any(waveform)),
+               reject_silence=reject_silence)
+
+
+def check_counts(num_samples: int, *, has_signal: bool,
+                 reject_silence: bool = True) -> None:
+  """:func:`check_usable` from counts, for audio streamed in blocks."""
+  if num_samples < constants.SEMANTIC_FRAME_SAMPLES:
     raise AudioError(
-        f"too short: {waveform.shape[0]} samples, need at least "
+        f"too short: {num_samples} samples, need at least "
         f"{constants.SEMANTIC_FRAME_SAMPLES} (one semantic frame)")
-  if reject_silence and not np.any(waveform):
+  if reject_silence and not has_signal:
     raise AudioError("digital silence: every sample is zero")

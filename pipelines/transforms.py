@@ -384,8 +384,7 @@ class TokenizeFn(beam.DoFn):
     codes.append(ac_stream.finish())
     for s in stats_list:
       self._note(s)
-    audio.check_usable(np.ones(total, np.float32) if nonzero else
-                       np.zeros(total, np.float32),
+    audio.check_counts(total, has_signal=nonzero,
                        reject_silence=self._reject_silence)
     self._c["streamed"].inc()
     return self._record(item, total, np.concatenate(emb),
