@@ -122,6 +122,7 @@ class LyraSoundStream(base.AcousticTokenizer):
     self._files: dict[str, bytes] = {}
     self._digests: dict[str, str] = {}
     self._quantizer = None
+    self._quantize_runner = None
     self._runtime = ""
 
   # -- loading -----------------------------------------------------------------
@@ -144,6 +145,9 @@ class LyraSoundStream(base.AcousticTokenizer):
       self._digests[name] = got
     self.model_dir = model_dir
     self._quantizer = self._interpreter(_QUANTIZER)
+    # One runner for the worker's life: creating one per frame leaks native
+    # memory (about 20 KB a frame, i.e. GBs on an hour-long recording).
+    self._quantize_runner = self._quantizer.get_signature_runner("encode")
 
   def _interpreter(self, name: str):
     module, self._runtime = _interpreter_module()
@@ -204,8 +208,7 @@ class LyraSoundStream(base.AcousticTokenizer):
     return np.concatenate([head, stream.finish()])
 
   def _quantize(self, features: np.ndarray) -> np.ndarray:
-    runner = self._quantizer.get_signature_runner("encode")
-    out = runner(input_frames=features.reshape(1, 1, -1).astype(np.float32),
+    out = self._quantize_runner(input_frames=features.reshape(1, 1, -1).astype(np.float32),
                  num_quantizers=np.array(self.raw_levels, np.int32))
     return out["output_0"].reshape(-1)[: self.raw_levels]
 
