@@ -406,8 +406,20 @@ class _HFSemantic(_TorchBackend, base.SemanticEmbedder):
 
   default_layer = 0
 
-  def _init_semantic(self, layer: Optional[int], **common) -> None:
-    self._init_common(**common)
+  # One constructor for every semantic backend: its parameters are the
+  # options the registry accepts (``--semantic_option=KEY=VALUE``).
+  def __init__(self, model: Optional[str] = None, layer: Optional[int] = None,
+               device: str = "auto", dtype: str = "float32",
+               window_seconds: Optional[float] = 30.0,
+               context_seconds: float = 5.0, batch_size: int = 32,
+               batch_seconds: float = 240.0, revision: Optional[str] = None,
+               cache_dir: Optional[str] = None,
+               local_files_only: bool = False, tf32: bool = False):
+    self._init_common(
+        model=model, revision=revision, cache_dir=cache_dir,
+        local_files_only=local_files_only, device=device, dtype=dtype,
+        window_seconds=window_seconds, context_seconds=context_seconds,
+        batch_size=batch_size, batch_seconds=batch_seconds, tf32=tf32)
     self.layer = self.default_layer if layer is None else int(layer)
     if self.layer < 0:
       raise ValueError(f"{self.name}: layer must be >= 0, got {layer}")
@@ -484,19 +496,6 @@ class W2vBertEmbedder(_HFSemantic):
   default_model = "facebook/w2v-bert-2.0"
   model_class = "Wav2Vec2BertModel"
   default_layer = 17
-
-  def __init__(self, model: Optional[str] = None, layer: Optional[int] = None,
-               device: str = "auto", dtype: str = "float32",
-               window_seconds: Optional[float] = 30.0,
-               context_seconds: float = 5.0, batch_size: int = 32,
-               batch_seconds: float = 240.0, revision: Optional[str] = None,
-               cache_dir: Optional[str] = None,
-               local_files_only: bool = False, tf32: bool = False):
-    self._init_semantic(
-        layer, model=model, revision=revision, cache_dir=cache_dir,
-        local_files_only=local_files_only, device=device, dtype=dtype,
-        window_seconds=window_seconds, context_seconds=context_seconds,
-        batch_size=batch_size, batch_seconds=batch_seconds, tf32=tf32)
 
   # Units are the feature extractor's stacked rows: 160-d (two 10 ms fbank
   # frames of 80 mel bins), one per model frame, 50 Hz.
@@ -618,19 +617,6 @@ class HubertEmbedder(_Wav2Vec2Family):
   model_class = "HubertModel"
   default_layer = 6
 
-  def __init__(self, model: Optional[str] = None, layer: Optional[int] = None,
-               device: str = "auto", dtype: str = "float32",
-               window_seconds: Optional[float] = 30.0,
-               context_seconds: float = 5.0, batch_size: int = 32,
-               batch_seconds: float = 240.0, revision: Optional[str] = None,
-               cache_dir: Optional[str] = None,
-               local_files_only: bool = False, tf32: bool = False):
-    self._init_semantic(
-        layer, model=model, revision=revision, cache_dir=cache_dir,
-        local_files_only=local_files_only, device=device, dtype=dtype,
-        window_seconds=window_seconds, context_seconds=context_seconds,
-        batch_size=batch_size, batch_seconds=batch_seconds, tf32=tf32)
-
 
 @base.register_semantic("wav2vec2")
 class Wav2Vec2Embedder(_Wav2Vec2Family):
@@ -639,19 +625,6 @@ class Wav2Vec2Embedder(_Wav2Vec2Family):
   default_model = "facebook/wav2vec2-large-lv60"
   model_class = "Wav2Vec2Model"
   default_layer = 14
-
-  def __init__(self, model: Optional[str] = None, layer: Optional[int] = None,
-               device: str = "auto", dtype: str = "float32",
-               window_seconds: Optional[float] = 30.0,
-               context_seconds: float = 5.0, batch_size: int = 32,
-               batch_seconds: float = 240.0, revision: Optional[str] = None,
-               cache_dir: Optional[str] = None,
-               local_files_only: bool = False, tf32: bool = False):
-    self._init_semantic(
-        layer, model=model, revision=revision, cache_dir=cache_dir,
-        local_files_only=local_files_only, device=device, dtype=dtype,
-        window_seconds=window_seconds, context_seconds=context_seconds,
-        batch_size=batch_size, batch_seconds=batch_seconds, tf32=tf32)
 
 
 # =============================================================================
