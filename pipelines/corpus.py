@@ -143,7 +143,7 @@ def unsafe_member_reason(member: tarfile.TarInfo) -> Optional[str]:
   return None
 
 
-def iter_archive(fileobj: BinaryIO, *, archive_path: str
+def iter_archive(fileobj: BinaryIO
                  ) -> Iterator[tuple[str, Union[bytes, str], tarfile.TarInfo]]:
   """Streams a tar(.gz) archive: yields (kind, payload, member).
 
@@ -165,7 +165,6 @@ def iter_archive(fileobj: BinaryIO, *, archive_path: str
         yield "transcript", text, member
       else:
         yield "other", "", member
-  del archive_path
 
 
 def chapter_key_of_transcript(rel: str) -> str:

@@ -62,8 +62,7 @@ class _ReadArchiveFn(beam.DoFn):
 
   def process(self, archive: str):
     with FileSystems.open(archive) as f:
-      for kind, payload, member in corpus_lib.iter_archive(
-          f, archive_path=archive):
+      for kind, payload, member in corpus_lib.iter_archive(f):
         path = f"{archive}!{member.name}"
         if kind == "refused":
           self._refused.inc()
@@ -316,6 +315,7 @@ class TokenizeFn(beam.DoFn):
     self._sem.load()
     self._ac.load()
     self._book = kmeans.KMeansCodebook.load(self._spec.codebook)
+    self._can_stream = self._sem.streaming and self._ac.streaming
     if self._book.dim != self._sem.dim:
       raise base.TokenizerError(
           f"codebook {self._spec.codebook} has dim {self._book.dim}, but the "
@@ -392,11 +392,9 @@ class TokenizeFn(beam.DoFn):
 
   def process(self, batch: Sequence[corpus_lib.WorkItem]):
     pending = []  # (item, waveform)
-    streams = (self._sem.new_stream() is not None and
-               self._ac.new_stream() is not None)
     for item in batch:
       try:
-        if streams and self._size(item) > self._stream_samples:
+        if self._can_stream and self._size(item) > self._stream_samples:
           yield self._stream(item)
           continue
         stats_list: list[audio.AudioStats] = []

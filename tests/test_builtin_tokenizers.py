@@ -227,3 +227,14 @@ def test_lyra_download_verifies_and_caches(tmp_path, lyra_dir, monkeypatch):
   monkeypatch.setattr(urllib.request, "urlretrieve", offline)
   with pytest.raises(base.TokenizerError, match="--lyra_dir"):
     lyra.download_model(str(tmp_path / "elsewhere"))
+
+
+def test_backends_pickle_settings_not_models(clip, lyra_dir):
+  import pickle  # pylint: disable=g-import-not-at-top
+
+  tok = base.make_acoustic_tokenizer("lyra", model_dir=str(lyra_dir))
+  codes = tok.encode(clip[:16000])  # loaded
+  copy = pickle.loads(pickle.dumps(tok))
+  assert copy._quantizer is None and copy._files is None  # pylint: disable=protected-access
+  np.testing.assert_array_equal(copy.encode(clip[:16000]), codes)
+  assert tok.streaming and base.make_semantic_embedder("logmel").streaming

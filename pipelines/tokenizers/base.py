@@ -70,6 +70,21 @@ class _Backend(abc.ABC):
 
   role: str = ""
   name: str = ""
+  # True where new_stream() returns a FrameStream (frame-local or causal).
+  streaming: bool = False
+  # Attributes that hold loaded models: reset on construction and never
+  # pickled, so settings travel to Beam workers and each loads its own model.
+  _runtime_attrs: tuple = ()
+
+  def _clear_runtime(self) -> None:
+    for a in self._runtime_attrs:
+      setattr(self, a, None)
+
+  def __getstate__(self) -> dict:
+    state = dict(self.__dict__)
+    for a in self._runtime_attrs:
+      state[a] = None
+    return state
 
   def load(self) -> None:
     """Loads model weights; called once per worker before any input."""

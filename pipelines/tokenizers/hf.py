@@ -261,16 +261,8 @@ class _TorchBackend:
     self.tf32 = bool(tf32)
     self._digests: Optional[dict] = None
     self._config: Optional[dict] = None
-    for a in self._runtime_attrs:
-      setattr(self, a, None)
+    self._clear_runtime()
 
-  # --- Pickling: settings travel, the loaded model does not. ---------------
-
-  def __getstate__(self) -> dict:
-    state = dict(self.__dict__)
-    for a in self._runtime_attrs:
-      state[a] = None
-    return state
 
   # --- Files ------------------------------------------------------------------
 

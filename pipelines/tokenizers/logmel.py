@@ -25,6 +25,8 @@ _FFT = 2048
 class LogMelEmbedder(base.SemanticEmbedder):
   """16 kHz audio -> [T_s, num_mel_bins] log-mel features at 25 Hz."""
 
+  streaming = True
+
   def __init__(self, num_mel_bins: int = 80, lower_hz: float = 20.0,
                upper_hz: float = 8000.0):
     self.num_mel_bins = int(num_mel_bins)

@@ -102,6 +102,9 @@ def _interpreter_module():
 class LyraSoundStream(base.AcousticTokenizer):
   """Lyra v2 SoundStream: 16 kHz audio -> [T_a, levels / pack] codes, 50 Hz."""
 
+  streaming = True
+  _runtime_attrs = ("_quantizer", "_quantize_runner", "_files")
+
   def __init__(self, model_dir: Optional[str] = None,
                levels: int = constants.LYRA_DEFAULT_LEVELS, pack: int = 1,
                resolver: str = "xnnpack", download: bool = False):
@@ -119,17 +122,16 @@ class LyraSoundStream(base.AcousticTokenizer):
     self.pack = pack
     self.resolver = resolver
     self.download = bool(download)
-    self._files: dict[str, bytes] = {}
     self._digests: dict[str, str] = {}
-    self._quantizer = None
-    self._quantize_runner = None
+    self._clear_runtime()
     self._runtime = ""
 
   # -- loading -----------------------------------------------------------------
   def load(self) -> None:
-    if self._files:
+    if self._quantizer is not None:
       return
     model_dir = resolve_model_dir(self.model_dir, download=self.download)
+    self._files = {}
     for name, sha in constants.LYRA_FILES.items():
       path = os.path.join(model_dir, name)
       if not os.path.isfile(path):

@@ -106,14 +106,7 @@ class _SavedModelBackend:
     self.batch_size = int(batch_size)
     self.batch_seconds = float(batch_seconds)
     self._digest: Optional[str] = None
-    for a in self._runtime_attrs:
-      setattr(self, a, None)
-
-  def __getstate__(self) -> dict:
-    state = dict(self.__dict__)
-    for a in self._runtime_attrs:
-      state[a] = None
-    return state
+    self._clear_runtime()
 
   # --- Loading ----------------------------------------------------------------
 
