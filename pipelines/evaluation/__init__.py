@@ -1,0 +1,1 @@
+"""Evaluation: token quality, continuations, language-model scores and the detector."""

@@ -1,0 +1,1 @@
+"""Generation: from a prompt waveform to a continuation through the three stages."""
