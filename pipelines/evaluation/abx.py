@@ -63,7 +63,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 DISTANCES = ("angular", "cosine", "euclidean", "onehot")
-_PAIR_BUDGET = 64_000_000  # floats per chunk of padded frame pairs
+_PAIR_BUDGET = 64_000_000  # bytes of padded DTW cells per vectorised batch
 
 
 class ItemFileError(ValueError):
@@ -149,31 +149,36 @@ def tokens_to_centroids(ids: np.ndarray, centroids: np.ndarray) -> np.ndarray:
 
 def _normalise(x: np.ndarray) -> np.ndarray:
   norm = np.linalg.norm(x, axis=-1, keepdims=True)
-  return np.where(norm > 0, x / np.where(norm > 0, norm, 1.0), 0.0)
+  return x / np.where(norm > 0, norm, 1.0)
 
 
-def frame_distances(x: np.ndarray, y: np.ndarray, distance: str) -> np.ndarray:
-  """[P, A, ...] and [P, B, ...] frames -> [P, A, B] distances."""
+def frame_distance_matrix(x: np.ndarray, y: np.ndarray,
+                          distance: str) -> np.ndarray:
+  """[A, ...] and [B, ...] frames -> [A, B] frame distances.
+
+  >>> frame_distance_matrix(np.array([[1., 0.]]), np.array([[0., 2.],
+  ...                       [3., 0.]]), "angular")
+  array([[0.5, 0. ]])
+  """
   if distance == "onehot":
-    return (x[:, :, None] != y[:, None, :]).astype(np.float64)
+    return (np.asarray(x)[:, None] != np.asarray(y)[None, :]).astype(
+        np.float64)
   x = np.asarray(x, np.float64)
   y = np.asarray(y, np.float64)
   if distance == "euclidean":
-    d2 = (np.sum(x * x, -1)[:, :, None] + np.sum(y * y, -1)[:, None, :]
-          - 2.0 * np.einsum("pad,pbd->pab", x, y))
+    d2 = (np.sum(x * x, -1)[:, None] + np.sum(y * y, -1)[None, :]
+          - 2.0 * (x @ y.T))
     return np.sqrt(np.maximum(d2, 0.0))
-  xn, yn = _normalise(x), _normalise(y)
-  cos = np.clip(np.einsum("pad,pbd->pab", xn, yn), -1.0, 1.0)
-  zx = ~np.any(x != 0, axis=-1)
-  zy = ~np.any(y != 0, axis=-1)
-  if distance == "angular":
-    d = np.arccos(cos) / np.pi
-    one_zero = zx[:, :, None] ^ zy[:, None, :]
-    both_zero = zx[:, :, None] & zy[:, None, :]
-    return np.where(both_zero, 0.0, np.where(one_zero, 1.0, d))
+  cos = np.clip(_normalise(x) @ _normalise(y).T, -1.0, 1.0)
   if distance == "cosine":
     return 1.0 - cos
-  raise ValueError(f"unknown distance {distance!r}; known: {DISTANCES}")
+  if distance != "angular":
+    raise ValueError(f"unknown distance {distance!r}; known: {DISTANCES}")
+  d = np.arccos(cos) / np.pi
+  zx = ~np.any(x != 0, axis=-1)
+  zy = ~np.any(y != 0, axis=-1)
+  d = np.where(zx[:, None] ^ zy[None, :], 1.0, d)
+  return np.where(zx[:, None] & zy[None, :], 0.0, d)
 
 
 def dtw(dist: np.ndarray, len_a: np.ndarray, len_b: np.ndarray) -> np.ndarray:
@@ -186,58 +191,108 @@ def dtw(dist: np.ndarray, len_a: np.ndarray, len_b: np.ndarray) -> np.ndarray:
 
   Returns:
     [P] accumulated cost on the optimal path divided by its number of cells.
+
+  >>> float(dtw(np.array([[[0., 2., 3.], [1., 0., 2.]]]), [2], [3])[0])
+  0.6666666666666666
   """
   dist = np.asarray(dist, np.float64)
-  p, a, b = dist.shape
+  len_a = np.asarray(len_a, np.int64)
+  len_b = np.asarray(len_b, np.int64)
+  out = np.zeros(dist.shape[0], np.float64)
+  # Pairs of similar size together, so that little of the grid is padding.
+  size = np.maximum(len_a, len_b)
+  for s in np.unique(size):
+    idx = np.nonzero(size == s)[0]
+    a, b = int(len_a[idx].max()), int(len_b[idx].max())
+    grid = np.ascontiguousarray(dist[idx, :a, :b].transpose(1, 2, 0))
+    out[idx] = _dtw_grid(grid, len_a[idx], len_b[idx])
+  return out
+
+
+def _dtw_grid(dist: np.ndarray, len_a: np.ndarray,
+              len_b: np.ndarray) -> np.ndarray:
+  """DTW on [A, B, P] (pairs last, so each cell's update is contiguous)."""
+  a, b, p = dist.shape
   cost = np.empty_like(dist)
   steps = np.empty(dist.shape, np.int64)
-  cost[:, 0, 0] = dist[:, 0, 0]
-  steps[:, 0, 0] = 1
+  cost[0, 0] = dist[0, 0]
+  steps[0, 0] = 1
   if a > 1:
-    cost[:, 1:, 0] = np.cumsum(dist[:, 1:, 0], axis=1) + dist[:, :1, 0]
-    steps[:, 1:, 0] = np.arange(2, a + 1)
+    cost[1:, 0] = np.cumsum(dist[1:, 0], axis=0) + dist[0, 0]
+    steps[1:, 0] = np.arange(2, a + 1)[:, None]
   if b > 1:
-    cost[:, 0, 1:] = np.cumsum(dist[:, 0, 1:], axis=1) + dist[:, 0, :1]
-    steps[:, 0, 1:] = np.arange(2, b + 1)
+    cost[0, 1:] = np.cumsum(dist[0, 1:], axis=0) + dist[0, 0]
+    steps[0, 1:] = np.arange(2, b + 1)[:, None]
   for i in range(1, a):
     for j in range(1, b):
-      diag, left, up = cost[:, i - 1, j - 1], cost[:, i, j - 1], cost[:, i - 1, j]
+      diag, left, up = cost[i - 1, j - 1], cost[i, j - 1], cost[i - 1, j]
       take_diag = (diag <= left) & (diag <= up)
       take_left = ~take_diag & (left <= up)
       best = np.where(take_diag, diag, np.where(take_left, left, up))
-      n = np.where(take_diag, steps[:, i - 1, j - 1],
-                   np.where(take_left, steps[:, i, j - 1], steps[:, i - 1, j]))
-      cost[:, i, j] = dist[:, i, j] + best
-      steps[:, i, j] = n + 1
-  rows = np.arange(p)
-  la, lb = np.asarray(len_a) - 1, np.asarray(len_b) - 1
-  return cost[rows, la, lb] / steps[rows, la, lb]
+      n = np.where(take_diag, steps[i - 1, j - 1],
+                   np.where(take_left, steps[i, j - 1], steps[i - 1, j]))
+      cost[i, j] = dist[i, j] + best
+      steps[i, j] = n + 1
+  cols = np.arange(p)
+  return cost[len_a - 1, len_b - 1, cols] / steps[len_a - 1, len_b - 1, cols]
 
 
-def pair_distances(segments: Sequence[np.ndarray], pairs: np.ndarray, *,
-                   distance: str) -> np.ndarray:
-  """DTW distance of each (row, column) pair of segments, in padded chunks."""
-  pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-  out = np.zeros(pairs.shape[0], np.float64)
-  if not pairs.size:
-    return out
+def _blocks(segments: Sequence[np.ndarray], distance: str):
+  """All pairs of one group of segments: padded [n*n, L, L] blocks + lengths.
+
+  One frame-distance matrix over the group's frames (one matrix product),
+  then each pair's block is gathered from it.
+  """
   lengths = np.array([s.shape[0] for s in segments], np.int64)
+  starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+  frames = np.concatenate(segments)
+  full = frame_distance_matrix(frames, frames, distance)
   lmax = int(lengths.max())
-  discrete = segments[0].ndim == 1
-  dim = 1 if discrete else segments[0].shape[1]
-  padded = np.zeros((len(segments), lmax) + (() if discrete else (dim,)),
-                    segments[0].dtype)
-  for k, s in enumerate(segments):
-    padded[k, :s.shape[0]] = s
-  la, lb = lengths[pairs[:, 0]], lengths[pairs[:, 1]]
-  order = np.lexsort((lb, la))  # similar shapes together: little padding
-  chunk = max(1, _PAIR_BUDGET // (lmax * lmax * max(dim, 8)))
-  for start in range(0, order.size, chunk):
-    idx = order[start:start + chunk]
-    ma, mb = int(la[idx].max()), int(lb[idx].max())
-    x = padded[pairs[idx, 0], :ma]
-    y = padded[pairs[idx, 1], :mb]
-    out[idx] = dtw(frame_distances(x, y, distance), la[idx], lb[idx])
+  pos = starts[:, None] + np.minimum(np.arange(lmax)[None, :],
+                                     lengths[:, None] - 1)  # [n, L]
+  n = len(segments)
+  ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+  ii, jj = ii.reshape(-1), jj.reshape(-1)
+  blocks = full[pos[ii][:, :, None], pos[jj][:, None, :]]
+  return blocks, lengths[ii], lengths[jj]
+
+
+def group_distances(groups: Sequence[Sequence[np.ndarray]], *,
+                    distance: str) -> list[np.ndarray]:
+  """DTW distance matrices [n_g, n_g] (row = X) for groups of segments.
+
+  Groups are batched so that one vectorised DTW covers many of them.
+  """
+  out: list = [None] * len(groups)
+  batch, size = [], 0
+
+  def flush():
+    if not batch:
+      return
+    parts = [_blocks(groups[g], distance) for g in batch]
+    lmax = max(b.shape[1] for b, _, _ in parts)
+    padded = np.concatenate([
+        np.pad(b, ((0, 0), (0, lmax - b.shape[1]), (0, lmax - b.shape[2])))
+        for b, _, _ in parts])
+    la = np.concatenate([p[1] for p in parts])
+    lb = np.concatenate([p[2] for p in parts])
+    flat = dtw(padded, la, lb)
+    k = 0
+    for g in batch:
+      n = len(groups[g])
+      out[g] = flat[k:k + n * n].reshape(n, n)
+      k += n * n
+    batch.clear()
+
+  for g, segs in enumerate(groups):
+    lmax = max(s.shape[0] for s in segs)
+    cost = len(segs) ** 2 * lmax * lmax
+    if size + cost > _PAIR_BUDGET // 8:
+      flush()
+      size = 0
+    batch.append(g)
+    size += cost
+  flush()
   return out
 
 
@@ -329,26 +384,17 @@ def abx_error_rates(features: Mapping[str, np.ndarray], items: Sequence[Item],
   for k, it in enumerate(kept):
     if it.context in useful_set:
       ctx_items[it.context].append(k)
-  pair_list, offsets = [], {}
-  total = 0
-  for c in useful:
-    idx = np.array(ctx_items[c])
-    offsets[c] = (idx, total)
-    grid = np.stack(np.meshgrid(idx, idx, indexing="ij"), -1).reshape(-1, 2)
-    pair_list.append(grid)
-    total += grid.shape[0]
-  pairs = np.concatenate(pair_list) if pair_list else np.zeros([0, 2], int)
-  flat = pair_distances(segs, pairs, distance=distance) if segs else pairs[:, 0]
+  mats = group_distances([[segs[k] for k in ctx_items[c]] for c in useful],
+                         distance=distance)
   dist: dict = {}
-  for c in useful:
-    idx, off = offsets[c]
+  for c, mat in zip(useful, mats):
     pos = np.full(len(kept), -1, np.int64)
-    pos[idx] = np.arange(idx.size)
-    dist[c] = (pos, flat[off:off + idx.size ** 2].reshape(idx.size, idx.size))
+    pos[ctx_items[c]] = np.arange(len(ctx_items[c]))
+    dist[c] = (pos, mat)
 
   def sub(c, rows, cols):
     pos, mat = dist[c]
-    return mat[np.ix_(pos[rows], pos[cols])]
+    return mat[pos[rows]][:, pos[cols]]
 
   def theta(d_xa, d_xb, exclude_diag):
     cmp_lt = d_xa[:, :, None] < d_xb[:, None, :]
