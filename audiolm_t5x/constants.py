@@ -77,3 +77,13 @@ LYRA_URL_TEMPLATE = (
     "https://raw.githubusercontent.com/google/lyra/{commit}/lyra/model_coeffs/"
     "{name}"
 )
+
+# --- Tokenizer quality (the paper's tokenizer comparison, Table I) -----------
+# AudioLM (arXiv 2209.03143) compares its tokenizers on LibriSpeech dev-clean:
+# ABX error rates in percent (within / across speaker) and ViSQOL of the audio
+# reconstructed from the tokens (SoundStream's decoder for acoustic tokens).
+PAPER_CITATION = "Borsos et al., AudioLM, arXiv 2209.03143 (2022), Table I"
+PAPER_ABX_SEMANTIC = (6.7, 7.6)  # w2v-BERT k-means tokens, within / across %
+PAPER_ABX_ACOUSTIC_6KBPS = (17.8, 26.6)  # SoundStream 6 kbps, within / across
+PAPER_VISQOL_SEMANTIC = 1.1  # audio reconstructed from w2v-BERT tokens
+PAPER_VISQOL_ACOUSTIC = {6.0: 3.9, 2.0: 3.3}  # SoundStream kbps -> ViSQOL
