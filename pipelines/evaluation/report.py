@@ -217,6 +217,7 @@ def plot_abx(fig: dict, path: str) -> bool:
   groups = collections.defaultdict(list)
   for r in rows:
     groups[(r["set"], r["semantic"], r["features"], r["distance"])].append(r)
+  ks_plotted = []
   for ax, side in zip(axes, ("within", "across")):
     for (s, sem, feat, dist), rs in sorted(groups.items()):
       label = f"{s}, {sem}, {dist}"
@@ -226,14 +227,18 @@ def plot_abx(fig: dict, path: str) -> bool:
           ax.axhline(v, linestyle="--", linewidth=1,
                      label=label + " (continuous)")
         continue
-      rs = sorted(rs, key=lambda r: r["k"])
-      ax.plot([r["k"] for r in rs], [r[side + "_percent"] for r in rs],
-              marker="o", label=label)
+      pts = sorted((r["k"], r[side + "_percent"]) for r in rs
+                   if r[side + "_percent"] is not None)
+      if pts:
+        ax.plot([k for k, _ in pts], [v for _, v in pts], marker="o",
+                label=label)
+        ks_plotted.extend(k for k, _ in pts)
     p = fig["paper"]["abx_percent"]
     for name, v in p.items():
       ax.axhline(v[side], linestyle=":", color="k" if "semantic" in name
                  else "gray", label=f"paper ({fig['paper']['data']}): {name}")
-    ax.set_xscale("log", base=2)
+    if ks_plotted:
+      ax.set_xscale("log", base=2)
     ax.set_xlabel("K (k-means codebook size)")
     ax.set_title(f"ABX {side} speaker")
     ax.grid(alpha=0.3)

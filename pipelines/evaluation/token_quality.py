@@ -402,6 +402,7 @@ def _ints(text: str, flag: str) -> list[int]:
 def make_plan(args: argparse.Namespace) -> dict:
   """Checks every flag and input before any compute; raises UserError."""
   out = args.output_dir
+  ks = _ints(args.kmeans_k, "--kmeans_k")
   semantic = [parse_semantic(s) for s in (args.semantic or ["logmel"])]
   rates = set()
   for name, opts in semantic:
@@ -491,7 +492,7 @@ def make_plan(args: argparse.Namespace) -> dict:
       described.append(reconstruction.describe(setting, tok))
   return {
       "output_dir": out, "semantic": semantic, "rate": rates.pop(),
-      "ks": _ints(args.kmeans_k, "--kmeans_k"), "seed": args.kmeans_seed,
+      "ks": ks, "seed": args.kmeans_seed,
       "continuous_distance": args.continuous_distance,
       "discrete_distances": disc, "item_sets": item_sets,
       "abx_files": abx_files, "audio_files": audio_files, "codecs": codecs,
