@@ -7,9 +7,11 @@ the probability that X is closer to B than to A under DTW over a frame
 distance (ties count one half). Within speaker: A, B and X come from one
 speaker; across speaker: A and B from one speaker, X from another.
 
-Averaging, as libri-light's ``eval_ABX.py``: the error of each (speaker(s),
-phone a, phone b, context) cell is averaged over contexts, then over speakers
-(within) or speaker pairs (across), then over the ordered phone pairs (a, b).
+Averaging, as libri-light's ``eval_ABX.py``: within speaker, the error of
+each (speaker, phone a, phone b, context) cell is averaged over contexts, then
+over speakers, then over the ordered phone pairs (a, b); across speakers, each
+(speaker of A and B, a, b, context, speaker of X) cell is averaged over the
+(context, X speaker) cells, then over the A/B speakers, then over (a, b).
 
 Item files are the standard ``.item`` text (libri-light / ZeroSpeech 2017):
 a header line, then ``file onset offset phone prev-phone next-phone speaker``
@@ -429,7 +431,7 @@ def abx_error_rates(features: Mapping[str, np.ndarray], items: Sequence[Item],
           n_across += n
 
   within, n_wp = _average(within_cells, speaker_key=lambda k: (k[0],))
-  across, n_ap = _average(across_cells, speaker_key=lambda k: (k[0], k[4]))
+  across, n_ap = _average(across_cells, speaker_key=lambda k: (k[0],))
   return AbxResult(
       within=within, across=across, num_items=len(kept),
       num_skipped=int(sum(skipped.values())), skipped_reasons=dict(skipped),
@@ -439,7 +441,7 @@ def abx_error_rates(features: Mapping[str, np.ndarray], items: Sequence[Item],
 
 
 def _average(cells: dict, *, speaker_key) -> tuple[Optional[float], int]:
-  """Mean over contexts, then speakers (or speaker pairs), then phone pairs."""
+  """Mean over the cells of a (speaker, a, b), then speakers, then (a, b)."""
   if not cells:
     return None, 0
   by_spk = collections.defaultdict(list)  # (speaker key, a, b) -> [errors]
