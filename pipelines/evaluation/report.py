@@ -213,7 +213,7 @@ def plot_abx(fig: dict, path: str) -> bool:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
-  f, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+  f, axes = plt.subplots(1, 2, figsize=(14, 4), sharey=True)
   groups = collections.defaultdict(list)
   for r in rows:
     groups[(r["set"], r["semantic"], r["features"], r["distance"])].append(r)
@@ -243,7 +243,7 @@ def plot_abx(fig: dict, path: str) -> bool:
     ax.set_title(f"ABX {side} speaker")
     ax.grid(alpha=0.3)
   axes[0].set_ylabel("error rate (%)")
-  axes[1].legend(fontsize=6, loc="upper right")
+  axes[1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
   f.suptitle("ABX error vs K (espeak set: synthetic, not comparable with the "
              "paper)", fontsize=9)
   f.tight_layout()
