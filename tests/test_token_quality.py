@@ -116,6 +116,7 @@ def test_evaluate_tokens_command(tmp_path, clips_dir, lyra_dir, capsys):
     (["--output_dir=/tmp/x", "--espeak_set", "--kmeans_k=a,b"],
      "--kmeans_k must be comma-separated integers"),
     (["--output_dir=/tmp/x"], "nothing to measure"),
+    (["--output_dir=gs://bucket/x", "--espeak_set"], "needs a local"),
 ])
 def test_user_errors_exit_2(flags, message, capsys):
   from audiolm_t5x.pipelines.evaluation import token_quality  # pylint: disable=g-import-not-at-top

@@ -446,6 +446,12 @@ def make_plan(args: argparse.Namespace) -> dict:
   if args.espeak_set:
     from audiolm_t5x.pipelines.evaluation import espeak_items  # pylint: disable=g-import-not-at-top
 
+    if "://" in out:
+      raise UserError("--espeak_set writes its audio with the local espeak-ng "
+                      f"library and needs a local --output_dir, not {out}; "
+                      "build it once locally and pass --item_file / "
+                      "--item_audio_dir on a shared filesystem instead")
+
     try:
       built = espeak_items.build_item_set(
           os.path.join(out, "espeak_set"),
