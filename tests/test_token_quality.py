@@ -126,3 +126,28 @@ def test_user_errors_exit_2(flags, message, capsys):
   assert e.value.code == 2
   err = capsys.readouterr().err
   assert message in err and "Traceback" not in err
+
+
+def test_report_plots_abx_against_layer(tmp_path):
+  from audiolm_t5x.pipelines.evaluation import report  # pylint: disable=g-import-not-at-top
+
+  def row(sem, k, within):
+    return {"kind": "abx", "set": "s", "semantic": sem,
+            "features": "continuous" if k is None else "kmeans", "k": k,
+            "k_requested": k, "distance": "angular", "within": within,
+            "across": within + 0.1, "num_items": 10, "num_skipped": 0,
+            "skipped_reasons": {}, "within_triplets": 4,
+            "across_triplets": 8, "within_phone_pairs": 2,
+            "across_phone_pairs": 2, "cpu_seconds": 0.1}
+
+  rows = [row("hubert:layer=3,model=/m", None, 0.2),
+          row("hubert:layer=6,model=/m", None, 0.1),
+          row("hubert:layer=6,model=/m", 64, 0.15), row("logmel", None, 0.3)]
+  fig = report.aggregate(rows, [])
+  groups = report.abx_by_layer(fig)
+  assert list(groups) == [("s", "hubert:model=/m", "continuous", None,
+                           "angular")]
+  assert [(l, r["within_percent"]) for l, r in groups[list(groups)[0]]] == [
+      (3, pytest.approx(20.0)), (6, pytest.approx(10.0))]
+  assert report.plot_abx_layers(fig, str(tmp_path / "layers.png"))
+  assert (tmp_path / "layers.png").stat().st_size > 0

@@ -8,6 +8,8 @@ job and writes
 * ``token_quality.md``: the same as tables;
 * ``abx.png``: ABX error (within / across) against K, continuous features as
   horizontal lines, the paper's w2v-BERT figures as dotted lines;
+* ``abx_layers.png``: ABX error against the layer, where several ``--semantic``
+  settings differ only in ``layer=`` (e.g. ``hubert:layer=3``, ``layer=6``);
 * ``reconstruction.png``: ViSQOL, PESQ and STOI against bitrate, with the
   paper's SoundStream ViSQOL points.
 
@@ -252,6 +254,66 @@ def plot_abx(fig: dict, path: str) -> bool:
   return True
 
 
+def _layer_of(label: str) -> tuple[str, Optional[int]]:
+  """``"hubert:layer=6,model=/m"`` -> ``("hubert:model=/m", 6)``."""
+  name, _, rest = label.partition(":")
+  opts, layer = [], None
+  for part in [p for p in rest.split(",") if p]:
+    key, _, value = part.partition("=")
+    if key == "layer" and value.lstrip("-").isdigit():
+      layer = int(value)
+    else:
+      opts.append(part)
+  return (f"{name}:{','.join(opts)}" if opts else name), layer
+
+
+def abx_by_layer(fig: dict) -> dict:
+  """(set, backend without layer, features, K, distance) -> [(layer, row)].
+
+  Only groups with two or more layers are kept.
+  """
+  groups = collections.defaultdict(list)
+  for r in fig["abx"]:
+    backend, layer = _layer_of(r["semantic"])
+    if layer is not None:
+      groups[(r["set"], backend, r["features"], r["k"], r["distance"])
+             ].append((layer, r))
+  return {k: sorted(v, key=lambda lr: lr[0]) for k, v in groups.items()
+          if len({l for l, _ in v}) > 1}
+
+
+def plot_abx_layers(fig: dict, path: str) -> bool:
+  groups = abx_by_layer(fig)
+  if not groups:
+    return False
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  f, axes = plt.subplots(1, 2, figsize=(14, 4), sharey=True)
+  for ax, side in zip(axes, ("within", "across")):
+    for (s, backend, feat, k, dist), rows in sorted(
+        groups.items(), key=lambda kv: str(kv[0])):
+      pts = [(l, r[side + "_percent"]) for l, r in rows
+             if r[side + "_percent"] is not None]
+      if pts:
+        what = "continuous" if feat == "continuous" else f"K={k}"
+        ax.plot([l for l, _ in pts], [v for _, v in pts], marker="o",
+                label=f"{s}, {backend}, {what}, {dist}")
+    for name, v in fig["paper"]["abx_percent"].items():
+      ax.axhline(v[side], linestyle=":", color="k" if "semantic" in name
+                 else "gray", label=f"paper ({fig['paper']['data']}): {name}")
+    ax.set_xlabel("layer")
+    ax.set_title(f"ABX {side} speaker")
+    ax.grid(alpha=0.3)
+  axes[0].set_ylabel("error rate (%)")
+  axes[1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+  f.tight_layout()
+  _save(f, path)
+  plt.close(f)
+  return True
+
+
 def plot_reconstruction(fig: dict, path: str) -> bool:
   rows = fig["reconstruction"]
   if not rows:
@@ -313,7 +375,8 @@ def write_report(output_dir: str, *, rows_path: str, dead_path: str,
   fig.update(command=command, settings=settings or {},
              counters=counters or {})
   fig["plots"] = {}
-  for name, fn in (("abx", plot_abx), ("reconstruction", plot_reconstruction)):
+  for name, fn in (("abx", plot_abx), ("abx_layers", plot_abx_layers),
+                   ("reconstruction", plot_reconstruction)):
     path = posixpath.join(output_dir, name + ".png")
     if fn(fig, path):
       fig["plots"][name] = path

@@ -27,7 +27,8 @@ distance); another step encodes, decodes and scores each audio file with
 every codec setting. Rows go to ``rows.jsonl``, bad inputs (unreadable, too
 short, NaN) to ``dead_letters.jsonl`` with their reason; the launcher then
 writes ``token_quality.json``, ``token_quality.md``, ``abx.png`` and
-``reconstruction.png`` (:mod:`audiolm_t5x.pipelines.evaluation.report`).
+``reconstruction.png`` (and ``abx_layers.png`` where settings differ by
+layer; :mod:`audiolm_t5x.pipelines.evaluation.report`).
 
 Memory: the ABX step holds all features of one semantic setting for one item
 set (LibriSpeech dev-clean at 25 Hz x 1024-d: about 2 GB).
@@ -553,6 +554,6 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
   print(report.summary_text(figures))
   print(f"done in {time.time() - start:.1f} s; counters {json.dumps(counters)}"
         f"; outputs in {plan['output_dir']} (token_quality.md, "
-        "token_quality.json, abx.png, reconstruction.png, rows.jsonl, "
+        "token_quality.json, PNG plots, rows.jsonl, "
         "dead_letters.jsonl)")
   return figures
