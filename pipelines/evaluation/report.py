@@ -166,8 +166,9 @@ def markdown(fig: dict) -> str:
               "across | items (skipped) | triplets within / across |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in fig["abx"]:
+      capped = ", capped" if r["k_capped"] else ""
       k = ("-" if r["k"] is None else
-           f"{r['k']} ({r['k_requested']}{', capped' if r['k_capped'] else ''})")
+           f"{r['k']} ({r['k_requested']}{capped})")
       lines.append(
           f"| {r['set']} | {r['semantic']} | {r['features']} | {k} | "
           f"{r['distance']} | {_f(r['within_percent'])} | "

@@ -71,7 +71,7 @@ class UserError(ValueError):
   """A flag or input the user must change; printed as one line, exit 2."""
 
 
-# --- settings ------------------------------------------------------------------
+# --- settings ----------------------------------------------------------------
 
 
 def parse_semantic(text: str) -> tuple[str, dict]:
@@ -110,7 +110,7 @@ def _read_wave(path: str, max_seconds: float = 0.0) -> np.ndarray:
   return wave
 
 
-# --- DoFns ---------------------------------------------------------------------
+# --- DoFns -------------------------------------------------------------------
 
 
 class EmbedFn(beam.DoFn):
@@ -307,7 +307,7 @@ def build_pipeline(p: beam.Pipeline, plan: dict) -> None:
                                         shard_name_template=""))
 
 
-# --- flags, plan, run ----------------------------------------------------------
+# --- flags, plan, run --------------------------------------------------------
 
 
 def make_parser() -> argparse.ArgumentParser:
