@@ -33,38 +33,9 @@ EVALUATE_TOKENS_MODULE="audiolm_t5x.pipelines.evaluate_tokens"
 EVALUATE_CONTINUATIONS_MODULE="audiolm_t5x.pipelines.evaluate_continuations"
 DETECTOR_MODULE="audiolm_t5x.pipelines.detector"
 
-usage() {
-  sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-}
-
-die() {  # a user error: one line, exit code 2
-  echo "run.sh: error: $*" >&2
-  exit 2
-}
-
-stage=0
-stop_stage=9
-configs=("$RECIPE_DIR/config.sh")
-while (($#)); do
-  case "$1" in
-    --stage) stage="${2:?--stage needs a number}"; shift 2 ;;
-    --stage=*) stage="${1#*=}"; shift ;;
-    --stop_stage) stop_stage="${2:?--stop_stage needs a number}"; shift 2 ;;
-    --stop_stage=*) stop_stage="${1#*=}"; shift ;;
-    --config) configs+=("${2:?--config needs a file}"); shift 2 ;;
-    --config=*) configs+=("${1#*=}"); shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) die "unknown argument '$1' (see --help)" ;;
-  esac
-done
-[[ "$stage" =~ ^[0-9]$ && "$stop_stage" =~ ^[0-9]$ ]] \
-  || die "--stage and --stop_stage must be 0-9 (got '$stage', '$stop_stage')"
-((stage <= stop_stage)) || die "--stage $stage is after --stop_stage $stop_stage"
-for c in "${configs[@]}"; do
-  [[ -f "$c" ]] || die "config file '$c' not found"
-  # shellcheck disable=SC1090
-  source "$c"
-done
+# shellcheck source=../common.sh
+source "$RECIPE_DIR/../common.sh"
+parse_recipe_args "$@"
 
 DATA_ROOT="${DATA_ROOT:-$WORK_DIR/data}"
 CODEBOOK="$DATA_ROOT/kmeans_${SEMANTIC_BACKEND}_${KMEANS_K}.npz"
@@ -86,51 +57,11 @@ case "$RUN_AT" in
     BEAM_ARGS=("${DATAFLOW_ARGS[@]}") ;;
   *) die "RUN_AT must be local or scale (got '$RUN_AT')" ;;
 esac
-mkdir -p "$WORK_DIR/done" "$WORK_DIR/logs"
+init_stages
 [[ "$DATA_ROOT" == gs://* ]] || mkdir -p "$DATA_ROOT"
 
-commas() { local IFS=,; echo "$*"; }
 # shellcheck disable=SC2206
 SPLIT_LIST=($SPLITS)
-
-module_exists() {
-  "$PYTHON" -c 'import importlib.util as u, sys; sys.exit(0 if u.find_spec(sys.argv[1]) else 1)' \
-    "$1" 2>/dev/null
-}
-
-# --- Stage bookkeeping ----------------------------------------------------------
-current=""
-marker=""
-started=0
-# begin_stage N NAME WHAT OUTPUTS: prints the stage; false if out of range or done.
-begin_stage() {
-  local n=$1 name=$2
-  ((n >= stage && n <= stop_stage)) || return 1
-  current="$n $name"
-  marker="$WORK_DIR/done/stage$n.$name.done"
-  echo
-  echo "== stage $n ($name): $3"
-  echo "   outputs: $4"
-  if [[ -f "$marker" ]]; then
-    echo "   done before ($marker, $(head -1 "$marker")): skipped"
-    return 1
-  fi
-  LOG="$WORK_DIR/logs/stage$n.$name.log"
-  : > "$LOG"
-  echo "   log: $LOG"
-  started=$SECONDS
-  return 0
-}
-
-end_stage() {
-  { date -u +%Y-%m-%dT%H:%M:%SZ; echo "$*"; } > "$marker"
-  echo "   stage $current done in $((SECONDS - started)) s: $*"
-}
-
-run() {  # prints and runs a command, its output also into the stage's log
-  echo "   \$ $*" | tee -a "$LOG"
-  "$@" 2>&1 | tee -a "$LOG"
-}
 
 load_corpus() {
   [[ -f "$CORPUS_ENV" ]] || die "stage $1 needs stage 0's $CORPUS_ENV (run --stage 0)"
@@ -262,27 +193,14 @@ if begin_stage 4 cache "cache the SeqIO tasks $CACHE_TASKS (seqio's cache job)" 
 fi
 
 # --- 5-7. training ---------------------------------------------------------------
-checkpoint_step() {
-  if [[ -n "$TRAIN_STEPS" ]]; then echo "$TRAIN_STEPS"
-  else "$PYTHON" -c 'from audiolm_t5x import constants; print(constants.TRAIN_STEPS)'; fi
-}
+T5X_CACHE_ARGS=()
+if [[ "$USE_CACHED_TASKS" == true ]]; then
+  T5X_CACHE_ARGS=(--gin.USE_CACHED_TASKS=True --seqio_additional_cache_dirs="$CACHE")
+fi
 
 train_stage() {  # NAME MICROBATCHES
-  local name=$1 micro=$2 gin_dir
-  "$PYTHON" -c 'import t5x' 2>/dev/null \
-    || die "stage $current needs T5X (not importable by $PYTHON): see BUILD.md, 'Install T5X'"
-  gin_dir="$("$PYTHON" -m audiolm_t5x.t5x_configs)"
-  local args=(--gin_search_paths="$gin_dir" --gin_file="train/$name.gin")
-  for g in "${MODEL_GINS[@]}"; do args+=(--gin_file="$g"); done
-  args+=(--gin_file="$PARTITIONING_GIN" --gin.MODEL_DIR="'$MODELS/$name'")
-  [[ -z "$TRAIN_STEPS" ]] || args+=(--gin.TRAIN_STEPS="$TRAIN_STEPS")
-  [[ -z "$BATCH_SIZE" ]] || args+=(--gin.BATCH_SIZE="$BATCH_SIZE")
-  [[ -z "$micro" ]] || args+=(--gin.trainer.Trainer.num_microbatches="$micro")
-  if [[ "$USE_CACHED_TASKS" == true ]]; then
-    args+=(--gin.USE_CACHED_TASKS=True --seqio_additional_cache_dirs="$CACHE")
-  fi
-  AUDIOLM_DATA_DIR="$TOKENS" run "$PYTHON" -m t5x.train "${args[@]}" "${TRAIN_EXTRA_ARGS[@]}"
-  end_stage "$MODELS/$name/checkpoint_$(checkpoint_step)"
+  AUDIOLM_DATA_DIR="$TOKENS" t5x_train "$1" "$MODELS/$1" "$2"
+  end_stage "$MODELS/$1/checkpoint_$(checkpoint_step)"
 }
 
 if begin_stage 5 semantic "train stage 1, semantic modelling (t5x.train, train/semantic.gin ${MODEL_GINS[*]})" \
