@@ -229,14 +229,6 @@ def derive(totals: Mapping[str, int]) -> dict:
 
 
 # --- The pipeline ---------------------------------------------------------------
-def _read_dead_letters(path: str) -> list:
-  if not FileSystems.exists(path):
-    return []
-  with FileSystems.open(path) as f:
-    return [line.decode("utf-8") for line in f.read().splitlines()
-            if line.strip()]
-
-
 def _dead_key(line: str) -> tuple:
   d = contract.DeadLetter.from_json(line)
   return (d.split, d.step, d.reason[:MAX_REASON_CHARS])
@@ -287,9 +279,13 @@ def build_pipeline(p: beam.Pipeline, *, data_dir: str,
         | f"Count{kind}s" >> beam.combiners.Count.PerKey()
         | f"{kind}Items" >> beam.Map(_as_item(f"{kind}s")))
   dead_path = posixpath.join(data_dir, contract.DEAD_LETTER_FILENAME)
+  if FileSystems.exists(dead_path):
+    dead_lines = p | "DeadLetterLines" >> beam.io.ReadFromText(dead_path)
+  else:
+    dead_lines = p | "NoDeadLetterFile" >> beam.Create([])
   results.append(
-      p
-      | "DeadLetterLines" >> beam.Create(_read_dead_letters(dead_path))
+      dead_lines
+      | "NonEmpty" >> beam.Filter(lambda line: line.strip())
       | "DeadLetterKeys" >> beam.Map(_dead_key)
       | "CountDeadLetters" >> beam.combiners.Count.PerElement()
       | "DeadItems" >> beam.Map(_as_item("dead_letters")))
