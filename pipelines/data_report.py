@@ -67,6 +67,26 @@ class UserError(ValueError):
 
 
 # --- Per-record summary ---------------------------------------------------------
+_DEDUP_FN = None  # the traced tf.function, built once per process
+
+
+def _dedup_fn():
+  """``dedup_consecutive_example`` traced once (eager ops cost ~20 ms/call)."""
+  global _DEDUP_FN
+  if _DEDUP_FN is None:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from audiolm_t5x.tasks import preprocessors  # pylint: disable=g-import-not-at-top
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32)])
+    def kept(tokens):
+      out = preprocessors.dedup_consecutive_example(
+          {contract.SEMANTIC_TOKENS: tokens})
+      return tf.size(out[contract.SEMANTIC_TOKENS])
+
+    _DEDUP_FN = kept
+  return _DEDUP_FN
+
+
 def dedup_count(tokens: np.ndarray) -> int:
   """Semantic tokens kept by the tasks' deduplication of consecutive repeats.
 
@@ -75,12 +95,7 @@ def dedup_count(tokens: np.ndarray) -> int:
 
   Example: ``[7, 7, 7, 3, 3, 7, 9, 9]`` -> 4 (``[7, 3, 7, 9]``).
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from audiolm_t5x.tasks import preprocessors  # pylint: disable=g-import-not-at-top
-
-  out = preprocessors.dedup_consecutive_example(
-      {contract.SEMANTIC_TOKENS: tf.constant(np.asarray(tokens, np.int32))})
-  return int(tf.size(out[contract.SEMANTIC_TOKENS]))
+  return int(_dedup_fn()(np.asarray(tokens, np.int32)))
 
 
 class SummarizeRecordFn(beam.DoFn):
