@@ -9,7 +9,9 @@ r"""Run the whole data path on a small built-in sample and say what it did.
 2. fits a k-means codebook (log-mel features, K=64) with ``fit_kmeans``;
 3. tokenizes both splits with ``tokenize`` (log-mel + k-means semantic
    tokens, Lyra v2 SoundStream acoustic tokens) into TFRecords;
-4. prints one example of each SeqIO task built on the records.
+4. prints one example of each SeqIO task built on the records;
+5. writes the data report (``pipelines.report``: plots and report.md) into
+   ``<output_dir>/tokens/report``.
 
 Lyra's model files are found through ``--lyra_dir``, ``$AUDIOLM_LYRA_DIR``,
 the team's ``../shared/assets/lyra_soundstream`` beside a source checkout, or
@@ -97,6 +99,13 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     inspect_lib.main([f"--task={task}", "--split=validation",
                       "--num_examples=1", "--stats_examples=0",
                       f"--data_dir={tokens}", "--max_tokens=12"])
+  # --- data report (issue 15): one call, re-applied as is wherever the demo
+  # --- lives after the module moves.
+  print("\n== 5. data report (pipelines.report)")
+  from audiolm_t5x.pipelines import data_report  # pylint: disable=g-import-not-at-top
+  data_report.run([f"--data_dir={tokens}", *beam_args])
+  # --- end of the data report addition.
+
   print(f"\ndone: records in {tokens}; next: point the SeqIO tasks at them "
         "with AUDIOLM_DATA_DIR and train with t5x (see BUILD.md)")
   return 0

@@ -20,3 +20,8 @@ def test_demo_runs_end_to_end(tmp_path, lyra_dir, capsys):
   assert info.semantic["codebook_provenance"]["k"] == 16
   assert json.loads((tmp_path / "kmeans_logmel_16.npz.json").read_text())[
       "cluster_usage"]["k"] == 16
+  # The demo ends by writing the data report (issue 15).
+  assert "== 5. data report" in out
+  report = tmp_path / "tokens" / "report"
+  assert "| (all) | 14 |" in (report / "report.md").read_text()
+  assert (report / "semantic.png").read_bytes()[:4] == b"\x89PNG"

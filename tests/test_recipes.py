@@ -1,0 +1,282 @@
+"""The recipes, run as users run them (bash), and the rendered piano corpus.
+
+The LibriSpeech recipe runs stages 0-4 (and 5, the tiny stage-1 model for two
+steps, with AUDIOLM_RECIPE_TRAIN=1 where T5X is installed) over
+released-style archives built from the team's clips, then runs again: the
+second run must skip every done stage. The piano recipe runs stages 0-3 (4-5
+likewise) on a few rendered seconds.
+"""
+
+import hashlib
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
+import tarfile
+import time
+
+import pytest
+
+from audiolm_t5x import contract
+from tests import corpus_fixtures
+from tests.conftest import REPO_ROOT
+
+LIBRISPEECH_RECIPE = REPO_ROOT / "recipes" / "librispeech" / "run.sh"
+HAS_T5X = importlib.util.find_spec("t5x") is not None
+# The tiny training stages add about a minute each on 2 CPU cores, beyond the
+# suite's budget: they run with AUDIOLM_RECIPE_TRAIN=1 (and T5X installed).
+TRAIN = HAS_T5X and os.environ.get("AUDIOLM_RECIPE_TRAIN") == "1"
+
+# seqio's cache job and tiny training on one task keep the test short; the
+# other two tasks and stages go through the same lines of the recipe.
+TINY_CONFIG = """
+SPLITS="dev-clean train-clean-100"
+LOCAL_COPY={archives}
+KMEANS_SPLITS="train-clean-100"
+PROMPT_SPLIT="dev-clean"
+KMEANS_K=16
+KMEANS_FILE_FRACTION=1.0
+ACOUSTIC_OPTIONS=(levels=24 pack=2)
+LYRA_DIR={lyra_dir}
+NUM_SHARDS=2
+WORK_DIR={work}
+BEAM_LOCAL_ARGS=()
+CACHE_TASKS=audiolm_semantic_v001
+CACHE_MIN_SHARDS=1
+PYTHON={python}
+MODEL_GINS=(models/tiny.gin)
+TRAIN_STEPS=2
+BATCH_SIZE=2
+TRAIN_EXTRA_ARGS=(--gin.partitioning.PjitPartitioner.backend=None
+                  --gin.RANDOM_SEED=0 --gin_file={work}/no_eval.gin)
+"""
+# Test-only: no validation pass after the two training steps (T5X's train
+# binary takes __main__'s configurables from a gin file).
+NO_EVAL_GIN = """
+from __gin__ import dynamic_registration
+import __main__ as train_script
+train_script.train.train_eval_dataset_cfg = None
+"""
+
+
+def make_archives(tree: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
+  """<split>.tar.gz as released (LibriSpeech/<split>/...) + md5sum.txt."""
+  out.mkdir()
+  lines = []
+  for split in sorted(p.name for p in tree.iterdir()):
+    path = out / f"{split}.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+      tar.add(tree / split, arcname=f"LibriSpeech/{split}")
+    lines.append(f"{hashlib.md5(path.read_bytes()).hexdigest()}  {path.name}")
+  (out / "md5sum.txt").write_text("\n".join(lines) + "\n")
+  return out
+
+
+def run_recipe(config: pathlib.Path, *args, timeout=1800):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu",
+             CUDA_VISIBLE_DEVICES="")
+  start = time.monotonic()
+  proc = subprocess.run(["bash", str(LIBRISPEECH_RECIPE), "--config",
+                         str(config), *args], env=env, capture_output=True,
+                        text=True, timeout=timeout, cwd=str(config.parent))
+  print(f"run.sh {' '.join(args)}: {time.monotonic() - start:.0f} s")
+  return proc
+
+
+@pytest.fixture(scope="module")
+def recipe_run(tmp_path_factory, clips_dir, lyra_dir):
+  root = tmp_path_factory.mktemp("recipe")
+  tree = corpus_fixtures.build_tree(root / "LibriSpeech", clips_dir)
+  archives = make_archives(tree, root / "archives")
+  work = root / "work"
+  work.mkdir()
+  (work / "no_eval.gin").write_text(NO_EVAL_GIN)
+  config = root / "tiny.sh"
+  config.write_text(TINY_CONFIG.format(
+      archives=archives, lyra_dir=lyra_dir, work=work, python=sys.executable))
+  last = "5" if TRAIN else "4"
+  first = run_recipe(config, "--stop_stage", last)
+  assert first.returncode == 0, first.stdout[-5000:] + first.stderr[-5000:]
+  markers = {p.name: p.stat().st_mtime_ns for p in (work / "done").iterdir()}
+  second = run_recipe(config, "--stop_stage", last)
+  return dict(work=work, data=work / "data", config=config, first=first,
+              second=second, markers=markers, last=int(last))
+
+
+def test_stages_leave_their_outputs(recipe_run):
+  data = recipe_run["data"]
+  out = recipe_run["first"].stdout
+  for n, name in enumerate(("data", "codebook", "tokenize", "report",
+                            "cache")):
+    assert f"== stage {n} ({name}):" in out
+    assert f"stage {n} {name} done in" in out
+  assert "train-clean-100.tar.gz: OK" in out and "dev-clean.tar.gz: OK" in out
+  assert (data / "kmeans_logmel_16.npz").is_file()
+  info = contract.DatasetInfo.load(str(data / "tokens"))
+  # Stage 2 read the archives, not the extracted tree.
+  assert info.options["archives"] is True
+  assert {s: v["records"] for s, v in info.splits.items()} == {
+      "train-clean-100": 4, "dev-clean": 2}
+  assert (data / "report" / "report.md").is_file()
+  assert (data / "report" / "semantic.png").read_bytes()[:4] == b"\x89PNG"
+  cache = data / "seqio_cache" / "audiolm_semantic_v001"
+  assert list(cache.glob("train.tfrecord-*")), sorted(cache.iterdir())
+  assert list(cache.glob("validation.tfrecord-*")), sorted(cache.iterdir())
+  if recipe_run["last"] >= 5:
+    assert (data / "models" / "semantic" / "checkpoint_2").is_dir()
+    log = (recipe_run["work"] / "logs" / "stage5.semantic.log").read_text()
+    assert f"Using cache directory {cache}" in log
+
+
+def test_rerun_skips_every_done_stage(recipe_run):
+  second = recipe_run["second"]
+  assert second.returncode == 0, second.stderr[-3000:]
+  last = recipe_run["last"]
+  for n in range(last + 1):
+    assert f"== stage {n} " in second.stdout
+  assert second.stdout.count("done before") == last + 1
+  assert " done in " not in second.stdout
+  assert {p.name: p.stat().st_mtime_ns
+          for p in (recipe_run["work"] / "done").iterdir()
+          } == recipe_run["markers"]
+
+
+def _exists(module: str) -> bool:
+  return importlib.util.find_spec(module) is not None
+
+
+def test_missing_commands_are_said_and_not_marked(recipe_run):
+  """Stages 8 and 9 say which command is missing and leave no marker."""
+  if _exists("audiolm_t5x.pipelines.generate") or _exists(
+      "audiolm_t5x.pipelines.evaluate_tokens"):
+    pytest.skip("generation / evaluation commands exist here: stages 8-9 "
+                "need all three trained stages, more than this test trains")
+  proc = run_recipe(recipe_run["config"], "--stage", "8")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "pipelines.generate is not in this installation" in proc.stdout
+  assert "no evaluation command exists yet" in proc.stdout
+  done = recipe_run["work"] / "done"
+  assert not list(done.glob("stage8.*")) and not list(done.glob("stage9.*"))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--stage", "12"], "must be 0-9"),
+    (["--stage", "5", "--stop_stage", "3"], "is after"),
+    (["--bogus"], "unknown argument"),
+])
+def test_recipe_user_errors(tmp_path, args, message):
+  proc = subprocess.run(["bash", str(LIBRISPEECH_RECIPE), *args],
+                        capture_output=True, text=True, cwd=tmp_path,
+                        timeout=60)
+  assert proc.returncode == 2
+  assert message in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+# --- Piano -------------------------------------------------------------------
+PIANO_RECIPE = REPO_ROOT / "recipes" / "piano" / "run.sh"
+PIANO_CONFIG = """
+TRAIN_PIECES=4
+DEV_PIECES=2
+PIECE_SECONDS=4
+KMEANS_K=16
+LYRA_DIR={lyra_dir}
+NUM_SHARDS=1
+WORK_DIR={work}
+PYTHON={python}
+TRAIN_STEPS=2
+BATCH_SIZE=2
+TRAIN_EXTRA_ARGS=(--gin.partitioning.PjitPartitioner.backend=None
+                  --gin.RANDOM_SEED=0 --gin_file={work}/no_eval.gin)
+"""
+
+
+@pytest.fixture(scope="module")
+def renderer():
+  from audiolm_t5x.pipelines import piano_corpus  # pylint: disable=g-import-not-at-top
+  try:
+    piano_corpus.check_renderer()
+  except piano_corpus.PianoCorpusError as e:
+    pytest.skip(str(e))
+  return piano_corpus
+
+
+def test_piano_pieces_are_deterministic_and_labelled(renderer, tmp_path):
+  import soundfile as sf  # pylint: disable=g-import-not-at-top
+
+  pieces = renderer.plan(seed=3, train_pieces=2, dev_pieces=1, seconds=1.5,
+                         kinds=["chords", "random_walk"])
+  assert [(p.split, p.kind, p.seed) for p in pieces] == [
+      ("train-rendered", "chords", 300000),
+      ("train-rendered", "random_walk", 300001),
+      ("dev-rendered", "chords", 300002)]
+  a = renderer.build_corpus(str(tmp_path / "a"), pieces)
+  b = renderer.build_corpus(str(tmp_path / "b"), pieces)
+  assert [r["audio_sha256"] for r in a] == [r["audio_sha256"] for r in b]
+  for row in a:
+    assert row["rendered"] is True and row["recorded"] is False
+    assert "rendered" in row["id"] and "rendered" in row["split"]
+    audio, rate = sf.read(str(tmp_path / "a" / row["audio"]))
+    assert rate == 16000 and audio.ndim == 1 and audio.shape[0] == 24000
+    assert abs(abs(audio).max() - 0.7) < 1e-3  # scaled to the peak
+  assert (tmp_path / "a" / "README.txt").read_text().startswith(
+      "RENDERED, NOT RECORDED")
+  # The MIDI on disk is the generator's score.
+  import pretty_midi  # pylint: disable=g-import-not-at-top
+  midi = pretty_midi.PrettyMIDI(str(tmp_path / "a" / a[0]["midi"]))
+  assert len(midi.instruments[0].notes) == a[0]["notes"] == len(
+      pieces[0].notes())
+  assert midi.instruments[0].program == 0
+  other = renderer.plan(seed=4, train_pieces=1, dev_pieces=0, seconds=1.5,
+                        kinds=["chords"])[0]
+  assert other.notes() != pieces[0].notes()
+
+
+@pytest.fixture(scope="module")
+def piano_run(tmp_path_factory, renderer, lyra_dir):
+  work = tmp_path_factory.mktemp("piano") / "work"
+  work.mkdir()
+  (work / "no_eval.gin").write_text(NO_EVAL_GIN)
+  config = work.parent / "tiny.sh"
+  config.write_text(PIANO_CONFIG.format(lyra_dir=lyra_dir, work=work,
+                                        python=sys.executable))
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu",
+             CUDA_VISIBLE_DEVICES="")
+  last = "5" if TRAIN else "3"
+  proc = subprocess.run(["bash", str(PIANO_RECIPE), "--config", str(config),
+                         "--stop_stage", last], env=env, capture_output=True,
+                        text=True, timeout=1800, cwd=str(work.parent))
+  assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+  return dict(work=work, proc=proc, last=int(last))
+
+
+def test_piano_recipe_tokens_have_three_levels(piano_run, monkeypatch):
+  import seqio  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.tasks import audiolm  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.tasks import vocabulary  # pylint: disable=g-import-not-at-top
+
+  work = piano_run["work"]
+  assert "RENDERED, not recorded" in piano_run["proc"].stdout
+  tokens = work / "tokens"
+  info = contract.DatasetInfo.load(str(tokens))
+  assert (info.acoustic_levels, info.acoustic_codebook_size) == (3, 4096)
+  assert {s: v["records"] for s, v in info.splits.items()} == {
+      "train-rendered": 4, "dev-rendered": 2}
+  assert (work / "report" / "report.md").is_file()
+  # The piano task reads them: targets are the 3 levels, frame by frame.
+  monkeypatch.setenv("AUDIOLM_PIANO_DATA_DIR", str(tokens))
+  layout = vocabulary.VocabularyLayout.from_dataset_info(info)
+  task = seqio.get_mixture_or_task(audiolm.PIANO_ACOUSTIC_TASK)
+  examples = list(task.get_dataset(
+      audiolm.TASK_FEATURE_LENGTHS[audiolm.PIANO_ACOUSTIC_TASK],
+      split="validation", shuffle=False, seed=0).as_numpy_iterator())
+  assert len(examples) == 2
+  for ex in examples:
+    targets = [int(i) for i in ex["targets"] if i != 1]
+    levels = [layout.describe(i)[1] for i in targets]
+    assert levels[:6] == [0, 1, 2, 0, 1, 2], levels[:6]
+    # 4 s -> 100 semantic steps -> 200 frames x 3 levels.
+    assert len(targets) == 600
+  if piano_run["last"] >= 5:
+    for name in ("piano_semantic", "piano_acoustic"):
+      assert (work / "models" / name / "checkpoint_2").is_dir()
