@@ -26,8 +26,9 @@ Inputs:
   result. It checks the machinery; its numbers are not sWUGGY or sBLIMP.
 
 Scorers (:class:`SequenceScorer`): :class:`T5XScorer` restores a stage-1
-checkpoint as T5X does (``t5x.checkpoints.load_t5x_checkpoint``), builds the
-model from the project's gin files, and calls T5X's scoring API
+checkpoint as T5X's infer binary does (``TrainStateInitializer`` +
+``utils.create_checkpoint_manager_and_restore``), builds the model from the
+project's gin files, and calls T5X's scoring API
 (``DecoderOnlyModel.score_batch``) on padded batches; tests set likelihoods
 with a table.
 """
@@ -147,25 +148,52 @@ class T5XScorer(SequenceScorer):
     self._model = self._params = self._score_fn = None
 
   def load(self) -> None:
+    """Builds MODEL from gin and restores the checkpoint as ``t5x.infer`` does.
+
+    The same calls as T5X's infer binary in ``mode='score'``: a
+    ``TrainStateInitializer`` without optimizer state, then
+    ``utils.create_checkpoint_manager_and_restore`` (Orbax) with a
+    ``RestoreCheckpointConfig(mode='specific')``, non-strict because the
+    optimizer state is dropped.
+    """
     if self._model is not None:
       return
     import gin  # pylint: disable=g-import-not-at-top
     import jax  # pylint: disable=g-import-not-at-top
-    from t5x import checkpoints  # pylint: disable=g-import-not-at-top
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
     from t5x import gin_utils  # pylint: disable=g-import-not-at-top
+    from t5x import partitioning  # pylint: disable=g-import-not-at-top
+    from t5x import utils  # pylint: disable=g-import-not-at-top
 
     from audiolm_t5x import t5x_configs  # pylint: disable=g-import-not-at-top
 
-    if not os.path.exists(self.checkpoint):
+    if not os.path.isdir(self.checkpoint):
       raise FileNotFoundError(f"checkpoint {self.checkpoint} not found")
     gin.clear_config()
     gin_utils.parse_gin_flags([t5x_configs.CONFIG_DIR], list(self.gin_files),
                               list(self.gin_bindings), finalize_config=False)
-    self._model = gin.query_parameter("%MODEL").scoped_configurable_fn()
+    model = gin.query_parameter("%MODEL").scoped_configurable_fn()
     gin.clear_config()
-    state = checkpoints.load_t5x_checkpoint(self.checkpoint)
-    self._params = state["target"]
-    self._score_fn = jax.jit(self._model.score_batch)
+    partitioner = partitioning.PjitPartitioner(num_partitions=1)
+    shape = [self.batch_size, self.length_multiple]
+    initializer = utils.TrainStateInitializer(
+        optimizer_def=None, init_fn=model.get_initial_variables,
+        input_shapes={k: shape for k in (
+            "decoder_target_tokens", "decoder_input_tokens",
+            "decoder_loss_weights", "decoder_causal_attention")},
+        input_types={k: jnp.int32 for k in (
+            "decoder_target_tokens", "decoder_input_tokens",
+            "decoder_loss_weights", "decoder_causal_attention")},
+        partitioner=partitioner)
+    cfg = utils.RestoreCheckpointConfig(path=self.checkpoint, mode="specific",
+                                        dtype="float32", strict=False)
+    state, _ = utils.create_checkpoint_manager_and_restore(
+        initializer, partitioner, cfg, cfg.path, None, use_orbax=True)
+    if state is None:
+      raise FileNotFoundError(f"no T5X checkpoint could be restored from "
+                              f"{self.checkpoint}")
+    self._model, self._params = model, state.params
+    self._score_fn = jax.jit(model.score_batch)
 
   def _batch(self, sequences: Sequence[np.ndarray]) -> dict:
     longest = max(len(s) for s in sequences)
