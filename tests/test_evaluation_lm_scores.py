@@ -194,3 +194,35 @@ def test_score_command_on_the_smoke_set(tiny_semantic_checkpoint, smoke_set,
   assert "SMOKE SET" in md and str(constants.PAPER_SWUGGY_ALL) in md
   on_disk = json.loads((tmp_path / "lm_scores.json").read_text())
   assert on_disk["tasks"]["syntactic"]["pairs"][0]["real_tokens"] > 1
+
+
+# --- The GSLM baseline gin ------------------------------------------------------
+def test_gslm_baseline_gin_binds_under_t5x(tmp_path):
+  if not t5x_tests.HAVE_T5X:
+    pytest.skip(t5x_tests.NO_T5X)
+  import gin
+  import importlib
+  import sys
+  from t5x import gin_utils
+
+  saved = sys.modules["__main__"]
+  sys.modules["__main__"] = importlib.import_module("t5x.train")
+  try:
+    gin.clear_config()
+    gin_utils.parse_gin_flags(
+        [str(t5x_tests.CONFIG_DIR)], ["baselines/gslm_semantic.gin"],
+        ["MODEL_DIR='/tmp/unused'", f"DATA_DIR='{tmp_path}'"],
+        finalize_config=False)
+    assert gin.query_parameter("%MIXTURE_OR_TASK_NAME") == (
+        "audiolm_semantic_v001")
+    from audiolm_t5x.tasks import stages
+    assert stages.speech_corpus().data_dir == str(tmp_path)
+    model = gin.query_parameter("%MODEL").scoped_configurable_fn()
+    cfg = model.module.config
+    assert (cfg.num_layers, cfg.emb_dim, cfg.num_heads, cfg.mlp_dim) == (
+        constants.NUM_LAYERS, constants.D_MODEL, constants.NUM_HEADS,
+        constants.D_FF)
+    assert "inputs_bidirectional_attention" not in gin.config_str()  # causal
+  finally:
+    sys.modules["__main__"] = saved
+    gin.clear_config()
