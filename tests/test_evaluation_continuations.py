@@ -242,18 +242,21 @@ def test_job_metrics_per_sample(report):
     assert r["continuation_silence_ratio"] >= 0.0
 
 
-def test_command_user_errors(tmp_path):
-  def run(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.evaluate_continuations", *args],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
-
-  proc = run(f"--generated={tmp_path}")
+def test_command_user_errors(tmp_path, capsys):
+  # Through `python -m` once (the thin command module), then in-process.
+  proc = subprocess.run(
+      [sys.executable, "-m", "pipelines.evaluate_continuations",
+       f"--generated={tmp_path}"],
+      cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 2
   assert "has no generation.json" in proc.stderr
   assert "Traceback" not in proc.stderr
   fx.write_generation_json(tmp_path)
-  proc = run(f"--generated={tmp_path}", "--no_such_flag=1")
-  assert proc.returncode == 2 and "--no_such_flag=1" in proc.stderr
-  proc = run(f"--generated={tmp_path}", "--asr=transformers")
-  assert proc.returncode == 2
+  for args, message in (
+      (["--no_such_flag=1"], "unrecognized arguments: --no_such_flag=1"),
+      (["--asr=transformers"], "--asr=transformers needs --asr_model"),
+      ([], "has no <prompt_id>/sample-<k>.json")):
+    with pytest.raises(SystemExit) as exit_info:
+      continuations.run([f"--generated={tmp_path}", *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
