@@ -96,6 +96,28 @@ def test_identical_audio_has_similarity_one(embedder, clips_dir):
   assert speaker.cosine(a, b) == pytest.approx(1.0, abs=1e-6)
 
 
+def test_transformers_xvector_embedder_runs_a_saved_tiny_checkpoint(tmp_path):
+  """Only that another embedder plugs in (random weights, saved and loaded)."""
+  import torch
+  import transformers
+
+  torch.manual_seed(0)
+  cfg = transformers.WavLMConfig(
+      hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+      intermediate_size=32, conv_dim=(16, 16), conv_stride=(5, 4),
+      conv_kernel=(10, 8), num_conv_pos_embeddings=8,
+      num_conv_pos_embedding_groups=2, tdnn_dim=(16, 16), tdnn_kernel=(3, 1),
+      tdnn_dilation=(1, 1), xvector_output_dim=8)
+  transformers.WavLMForXVector(cfg).save_pretrained(tmp_path)
+  transformers.Wav2Vec2FeatureExtractor(sampling_rate=SR).save_pretrained(
+      tmp_path)
+  emb = speaker.make_embedder("transformers", model=str(tmp_path))
+  wave = np.random.default_rng(0).normal(0, 0.1, SR).astype(np.float32)
+  vec = emb.embed(wave)
+  assert vec.shape == (8,)
+  assert speaker.cosine(vec, emb.embed(wave)) == pytest.approx(1.0, abs=1e-6)
+
+
 # --- Acoustic consistency -----------------------------------------------------------
 def test_levels_and_silence_literals():
   square = np.where(np.arange(SR) % 80 < 40, 0.5, -0.5).astype(np.float32)

@@ -51,15 +51,35 @@ def test_generated_negatives_start_after_the_prompt(tmp_path, clips_dir):
 
 def test_detector_trains_on_clips_vs_lyra_and_evaluates(clips_dir, lyra_dir,
                                                         tmp_path):
+  # Generated negatives in the generation layout: a 2 s real prompt, then 5 s
+  # that are not the real audio (the Lyra resynthesis of the clip's rest).
+  from audiolm_t5x.pipelines.tokenizers import base
+  lyra = base.make_acoustic_tokenizer("lyra", model_dir=str(lyra_dir))
+  generated = tmp_path / "generated"
+  fx.write_generation_json(generated)
+  for path in sorted(clips_dir.glob("*.flac")):
+    wave = fx.read_clip(clips_dir, path.stem, 7.0)
+    rest = lyra.decode(lyra.encode(wave[2 * constants.SAMPLE_RATE:]))
+    fx.write_sample(generated, prompt_id=path.stem, index=0,
+                    waveform=np.concatenate([wave[:2 * constants.SAMPLE_RATE],
+                                             rest]),
+                    speaker_id=path.stem.split("-")[0], mode="continuation",
+                    prompt_seconds=2.0)
   out = tmp_path / "detector"
   rep = detector.run([
-      f"--real={clips_dir}", "--codec_backend=lyra",
+      f"--real={clips_dir}", f"--generated={generated}", "--codec_backend=lyra",
       f"--acoustic_option=model_dir={lyra_dir}", f"--output_dir={out}",
       "--test_fraction=0.4", "--max_steps=4", "--batch_size=16", "--width=4",
       "--label=tiny"])
   assert len(list((out / "codec_negatives").glob("*.wav"))) == 6
   assert rep["test"]["speakers"] == 2 and rep["train"]["speakers"] == 3
   assert not set(rep["test"]["speaker_ids"]) & set(rep["train"]["speaker_ids"])
+  assert sorted(rep["results"]) == ["codec", "generated"]  # reported apart
+  gen = rep["results"]["generated"]
+  assert np.array(gen["confusion_matrix"]).sum() == 2 * gen["clips_per_class"]
+  # Real test clips (10-17 s) give >= 10 crops each, generated ones 5 (the
+  # 5 s after the prompt).
+  assert gen["crops"] >= gen["clips_per_class"] * (10 + 5)
   r = rep["results"]["codec"]
   n = r["clips_per_class"]
   assert n >= 1
