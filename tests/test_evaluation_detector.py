@@ -4,7 +4,6 @@ resyntheses, trained a few steps (this checks the pipeline, not accuracy)."""
 from __future__ import annotations
 
 import json
-import pathlib
 
 import numpy as np
 import pytest
