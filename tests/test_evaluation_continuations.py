@@ -222,6 +222,8 @@ def test_job_writes_json_markdown_and_plots(report):
   on_disk = json.loads((out / "evaluation.json").read_text())
   assert on_disk["summary"] == rep["summary"]
   assert rep["summary"]["samples"] == 5 and rep["summary"]["failed"] == 1
+  assert rep["counters"]["evaluated"] == 5 and rep["counters"]["failed"] == 1
+  assert rep["counters"]["audio_ms"] == 5 * 4000
   assert "bogus" in rep["dead_letters"][0]["reason"]
   assert (out / "dead_letter.jsonl").read_text().count("\n") == 1
   for png in ("speaker_similarity.png", "acoustic_consistency.png"):

@@ -472,6 +472,13 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
              report_settings=report_settings))
   with open(os.path.join(output_dir, "evaluation.json")) as f:
     report = json.load(f)
+  counters = {}
+  for c in p.result.metrics().query()["counters"]:
+    if c.key.metric.namespace == NAMESPACE:
+      counters[c.key.metric.name] = (counters.get(c.key.metric.name, 0) +
+                                     c.committed)
+  report["counters"] = counters
+  print(f"counters: {json.dumps(counters, sort_keys=True)}")
   s = report["summary"]
   print(f"evaluated {s['samples']} samples ({s['failed']} failed) in "
         f"{time.monotonic() - start:.1f} s")
