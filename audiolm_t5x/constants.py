@@ -87,3 +87,24 @@ PAPER_ABX_SEMANTIC = (6.7, 7.6)  # w2v-BERT k-means tokens, within / across %
 PAPER_ABX_ACOUSTIC_6KBPS = (17.8, 26.6)  # SoundStream 6 kbps, within / across
 PAPER_VISQOL_SEMANTIC = 1.1  # audio reconstructed from w2v-BERT tokens
 PAPER_VISQOL_ACOUSTIC = {6.0: 3.9, 2.0: 3.3}  # SoundStream kbps -> ViSQOL
+# --- Evaluation: the paper's figures (AudioLM, Borsos et al., 2022) ----------
+# Zero-resource metrics on the ZeroSpeech 2021 test sets (paper, Table 4).
+PAPER_SWUGGY_ALL = 71.5  # % sWUGGY, all pairs
+PAPER_SWUGGY_IN_VOCAB = 83.7  # % sWUGGY, words in LibriSpeech's vocabulary
+PAPER_SBLIMP = 64.7  # % sBLIMP
+# ASR on acoustic generation from ground-truth semantic tokens of LibriSpeech
+# test-clean (paper, Table 2), and on the original audio, in %.
+PAPER_ASR_CER = 3.4
+PAPER_ASR_WER = 6.0
+PAPER_ASR_CER_ORIGINAL = 0.8
+PAPER_ASR_WER_ORIGINAL = 2.5
+# Synthetic-speech detector: accuracy on a balanced set of 1 s crops of
+# LibriSpeech train-clean-100 originals vs AudioLM continuations (Section 6).
+PAPER_DETECTOR_ACCURACY = 98.6
+DETECTOR_CROP_SECONDS = 1.0
+
+# Baselines of the paper's Table 4 (the figures the paper cites), in %.
+# GSLM: Lakhotia et al., 2021, "On Generative Spoken Language Modeling from
+# Raw Audio" (HuBERT units, K = 100, unit LM): sWUGGY in-vocab, sBLIMP.
+GSLM_SWUGGY_IN_VOCAB = 68.7
+GSLM_SBLIMP = 57.1
