@@ -84,7 +84,7 @@ def train_tiny(stage: str, data_dir: pathlib.Path, work: pathlib.Path,
          f"--gin.MODEL_DIR='{model_dir}'", f"--gin.TRAIN_STEPS={steps}"]
   start = time.monotonic()
   proc = subprocess.run(cmd, env=_env(data_dir, work), capture_output=True,
-                        text=True, timeout=300, cwd=str(REPO_ROOT))
+                        text=True, timeout=900, cwd=str(REPO_ROOT))
   print(f"\nt5x.train {stage}: {time.monotonic() - start:.0f} s")
   ckpt = model_dir / f"checkpoint_{steps}"
   if proc.returncode or not ckpt.is_dir():

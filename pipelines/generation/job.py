@@ -358,6 +358,18 @@ def plan(args: argparse.Namespace) -> Tuple[JobSpec, List[Tuple[int, Any]],
                     "token dataset)")
   if args.batch_size < 1:
     raise UserError(f"--batch_size: expected >= 1, found {args.batch_size}")
+  try:  # the numbers alone, before anything is loaded
+    chain_lib.GenerationSettings(
+        seconds=args.seconds, prompt_seconds=(
+            0.0 if mode == chain_lib.UNCONDITIONAL else args.prompt_seconds),
+        fine_window_seconds=args.fine_window_seconds,
+        num_samples=args.num_samples)
+    for s in STAGES:
+      stage_model_lib.SamplingSettings(
+          getattr(args, f"{s}_temperature") or 0.0, args.top_k or 0,
+          args.top_p)
+  except ValueError as e:
+    raise UserError(str(e)) from e
   try:
     options_lib.check_backends(args)
   except Exception as e:  # pylint: disable=broad-except
