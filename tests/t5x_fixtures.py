@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
 import pathlib
 import subprocess
 import sys
@@ -58,7 +59,6 @@ class TinyCheckpoints:
 
 
 def _env(data_dir: pathlib.Path, extra: pathlib.Path) -> dict:
-  import os  # pylint: disable=g-import-not-at-top
   env = dict(os.environ)
   env.update({
       "AUDIOLM_DATA_DIR": str(data_dir),
@@ -94,10 +94,24 @@ def train_tiny(stage: str, data_dir: pathlib.Path, work: pathlib.Path,
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoints(tokenized_dataset, tmp_path_factory) -> TinyCheckpoints:
-  """The three tiny stages trained on the tokenization job's records."""
+def tiny_checkpoints(request, tmp_path_factory) -> TinyCheckpoints:
+  """The three tiny stages trained on the tokenization job's records.
+
+  ``$AUDIOLM_TINY_CHECKPOINTS`` (a folder where an earlier session trained
+  them: ``<folder>/<stage>/checkpoint_2`` and ``<folder>/tokens``) skips the
+  training, for quick reruns while developing.
+  """
   if not HAVE_T5X:
     pytest.skip(NO_T5X)
+  reuse = os.environ.get("AUDIOLM_TINY_CHECKPOINTS")
+  if reuse:
+    root = pathlib.Path(reuse)
+    paths = {s: str(root / s / f"checkpoint_{TRAIN_STEPS}") for s in STAGES}
+    missing = [p for p in paths.values() if not pathlib.Path(p).is_dir()]
+    if missing:
+      raise FileNotFoundError(f"$AUDIOLM_TINY_CHECKPOINTS: {missing} missing")
+    return TinyCheckpoints(**paths, data_dir=str(root / "tokens"))
+  tokenized_dataset = request.getfixturevalue("tokenized_dataset")
   work = tmp_path_factory.mktemp("tiny_t5x")
   paths = {s: str(train_tiny(s, tokenized_dataset, work)) for s in STAGES}
   return TinyCheckpoints(**paths, data_dir=str(tokenized_dataset))

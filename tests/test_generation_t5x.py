@@ -107,35 +107,43 @@ def test_continuation_of_a_real_clip(generator, tokenizer, clips_dir):
 
 def test_forced_target_is_prefilled_causally_as_in_training(generator):
   """Greedy sampling after a forced target start equals the argmax of the
-  training-mode forward pass (bidirectional inputs, causal targets)."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  training-mode forward pass (bidirectional inputs, causal targets).
+
+  Measured on these weights: making the forced frames bidirectional too
+  changes the argmax of the first sampled position, so the check can fail.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
   m = generator.models["coarse"]
   c = generator.constraints["coarse"]
   rng = np.random.default_rng(0)
   inputs = rng.integers(2, 18, size=5)
   forced = constraints.to_lm(c, rng.integers(0, 256, size=(2, 4)))
-  length = 800  # the chain's bucket for 4 s: no new compilation
+  length = 11
   (out,) = m.generate([stage_model.Request(inputs, forced, length)],
                       constraint=c,
                       sampling=stage_model.SamplingSettings(0.0), seed=0)
   assert out[:8].tolist() == forced.tolist()
   seq = list(inputs) + list(forced)
+  a, width = len(inputs), 16
+  forward = jax.jit(lambda params, dec, tgt, causal: m.model.module.apply(
+      {"params": params}, dec, tgt, decoder_causal_attention=causal,
+      enable_dropout=False, decode=False))
   for step in range(3):
-    a = len(inputs)
-    targets = np.asarray([seq], np.int32)
-    decoder_inputs = np.concatenate([[[0]], targets[:, :-1]], axis=1)
+    # decoder_input_tokens = [BOS] + seq: position len(seq) predicts the
+    # token after seq (its own target is a placeholder); zeros pad to width.
+    n = len(seq)
+    targets = np.zeros([1, width], np.int32)
+    targets[0, :n + 1] = seq + [seq[-1]]
+    decoder_inputs = np.zeros([1, width], np.int32)
+    decoder_inputs[0, 1:n + 1] = seq
     causal = np.zeros_like(targets)
     causal[0, :a + 1] = 1  # PrefixLMFeatureConverter: inputs + 1
-    logits = m.model.module.apply(
-        {"params": m.params}, jnp.asarray(decoder_inputs),
-        jnp.asarray(targets), decoder_causal_attention=jnp.asarray(causal),
-        enable_dropout=False, decode=False)
-    lo, hi = c.ranges[(len(seq) - a) % 4]
-    # Logits at the last position predict the next target token.
-    row = np.asarray(logits[0, -1])
-    expected = lo + int(np.argmax(row[lo:hi]))
-    assert out[8 + step] == expected, step
-    seq.append(expected)
+    logits = forward(m.params, decoder_inputs, targets, causal)
+    lo, hi = c.ranges[(n - a) % 4]
+    row = np.asarray(logits[0, n], np.float32)[lo:hi]
+    # Equal up to bfloat16 activations (the two paths round differently).
+    assert row[out[8 + step] - lo] >= row.max() - 0.03, (step, row.max())
+    seq.append(int(out[8 + step]))
 
 
 def test_generate_command_with_t5x(tiny_checkpoints, tmp_path, clips_dir,
