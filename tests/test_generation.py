@@ -284,11 +284,19 @@ def test_job_from_a_token_dataset(tmp_path, tokenized_dataset, lyra_dir,
   summary = job.run(flags + ["--split=dev-clean", "--mode=resynthesis",
                              "--prompt_seconds=0", "--num_samples=1"])
   assert summary["counts"]["samples_written"] == 2
-  meta = json.loads((tmp_path / "out" / "2412-153948-0000" /
-                     "sample-0.json").read_text())
-  assert meta["mode"] == "resynthesis" and meta["prompt_audio"] == "none" or (
-      meta["prompt_seconds"] == 0.0)
+  out = tmp_path / "out" / "2412-153948-0000"
+  meta = json.loads((out / "sample-0.json").read_text())
+  assert (meta["mode"], meta["prompt_audio"], meta["prompt_seconds"]) == (
+      "resynthesis", "none", 0.0)
   assert meta["transcript"].startswith("PLACEHOLDER")
+  # Resynthesis keeps the record's own first 4 s of semantic tokens.
+  from audiolm_t5x.pipelines.generation import prompts  # pylint: disable=g-import-not-at-top
+  (record,) = [r for r in prompts.read_records(str(tokenized_dataset),
+                                               split="dev-clean")
+               if r.id == "2412-153948-0000"]
+  np.testing.assert_array_equal(np.load(out / "sample-0.npz")["semantic"],
+                                record.semantic_tokens[:100])
+  assert sf.info(out / "sample-0.wav").frames == 64000
 
 
 @pytest.mark.parametrize("extra,message", [

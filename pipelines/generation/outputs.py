@@ -92,7 +92,8 @@ def sample_metadata(sample: chain_lib.Sample, *,
       "top_p": top_p.pop() if len(top_p) == 1 else {
           k: v.top_p for k, v in stages.items()},
       "fine_window_seconds": settings.fine_window_seconds,
-      "prompt_audio": ("none" if unconditional else
+      "prompt_audio": ("none" if unconditional or not settings.prompt_seconds
+                       else
                        "original samples" if p is not None and
                        p.waveform is not None else "decoded prompt codes"),
       "checkpoints": dict(checkpoints),
