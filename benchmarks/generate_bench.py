@@ -88,7 +88,7 @@ def main(argv=None) -> None:
   layout = vocabulary.PAPER_LAYOUT
   settings = chain.GenerationSettings(seconds=args.seconds,
                                       prompt_seconds=args.prompt_seconds)
-  windows = -(-settings.acoustic_frames // settings.window_frames)
+  windows = settings.sampled_windows(chain.CONTINUATION)
   for b in args.batch_size:
     models = build(args.size, b, windows)
     g = chain.Generator(semantic_model=models["semantic"],

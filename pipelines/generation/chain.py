@@ -131,6 +131,12 @@ class GenerationSettings:
   def window_frames(self) -> int:
     return int(round(self.fine_window_seconds * constants.ACOUSTIC_RATE_HZ))
 
+  def sampled_windows(self, mode: str) -> int:
+    """Stage-3 windows sampled per row (windows inside the prompt are copied)."""
+    known = 0 if mode == UNCONDITIONAL else self.prompt_acoustic_frames
+    t, w = self.acoustic_frames, self.window_frames
+    return sum(1 for start in range(0, t, w) if min(start + w, t) > known)
+
   def needed_samples(self, mode: str) -> int:
     """Audio a prompt must have for ``mode`` (0 for unconditional)."""
     if mode == UNCONDITIONAL:

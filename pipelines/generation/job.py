@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -441,9 +440,11 @@ def plan(args: argparse.Namespace) -> Tuple[JobSpec, List[Tuple[int, Any]],
                     f"than Q'={constants.COARSE_LEVELS}")
 
   num_samples = 1 if mode == chain_lib.UNCONDITIONAL else args.num_samples
-  windows = math.ceil(args.seconds * constants.ACOUSTIC_RATE_HZ /
-                      max(1, round(args.fine_window_seconds *
-                                   constants.ACOUSTIC_RATE_HZ)))
+  # The fine model's batch: rows x the windows each row samples.
+  windows = chain_lib.GenerationSettings(
+      seconds=args.seconds, prompt_seconds=(
+          0.0 if mode == chain_lib.UNCONDITIONAL else args.prompt_seconds),
+      fine_window_seconds=args.fine_window_seconds).sampled_windows(mode)
   rows = args.batch_size * num_samples
   stages = []
   for s in STAGES:
