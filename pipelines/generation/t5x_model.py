@@ -139,7 +139,6 @@ def parse_stage_gin(gin_files: Sequence[str], gin_bindings: Sequence[str] = (),
 
 def restore_params(model, checkpoint: str):
   """Restores a checkpoint's parameters as ``t5x.infer`` does (no optimizer)."""
-  import jax  # pylint: disable=g-import-not-at-top
   from t5x import partitioning  # pylint: disable=g-import-not-at-top
   from t5x import utils  # pylint: disable=g-import-not-at-top
 
@@ -158,7 +157,7 @@ def restore_params(model, checkpoint: str):
   if state is None:
     raise FileNotFoundError(f"{checkpoint}: no T5X checkpoint could be "
                             "restored from there")
-  return jax.device_get(state.params)
+  return state.params  # stays on the device(s) it was restored to
 
 
 class T5XStageModel(stage_model_lib.StageModel):
