@@ -5,6 +5,8 @@ import pathlib
 
 import pytest
 
+pytest_plugins = ["tests.t5x_fixtures"]
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 ASSETS_DIR = pathlib.Path(
     os.environ.get("AUDIOLM_ASSETS_DIR", REPO_ROOT.parent / "shared" / "assets"))
