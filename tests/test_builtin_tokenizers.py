@@ -155,8 +155,13 @@ def test_lyra_refuses_wrong_files_and_says_where_it_looked(tmp_path, lyra_dir,
 def test_registry_rejects_unknown_backends_and_options():
   with pytest.raises(ValueError, match="unknown acoustic backend"):
     base.make_acoustic_tokenizer("nope")
-  with pytest.raises(ValueError, match="does not take options"):
+  with pytest.raises(ValueError, match=(
+      r"^acoustic backend 'lyra' has no option 'levls' \(did you mean "
+      r"'levels'\?\); it takes download, levels, model_dir, pack, resolver$")):
     base.make_acoustic_tokenizer("lyra", levls=3)
+  with pytest.raises(ValueError, match=r"^acoustic backend 'lyra': option "
+                     r"levels=\"30\" must be an integer$"):
+    base.make_acoustic_tokenizer("lyra", levels="30")
   with pytest.raises(ValueError, match="pack=7 must divide"):
     base.make_acoustic_tokenizer("lyra", levels=30, pack=7)
 

@@ -23,18 +23,25 @@ Streaming: backends whose output is frame-local or causal may return a
 processed in bounded memory with the same frames as whole-file processing.
 
 Registry: ``@register_semantic("name")`` / ``@register_acoustic("name")`` on a
-class; :func:`make_semantic_embedder` / :func:`make_acoustic_tokenizer` build
-one from a name and keyword options (unknown options are an error naming the
-backend and what it accepts).
+class whose ``Options`` attribute is a frozen dataclass of its settings (a
+subclass of :class:`Options`); :func:`make_semantic_embedder` /
+:func:`make_acoustic_tokenizer` build one from a name and keyword options
+(``--semantic_option=KEY=VALUE`` on the command line). The options are parsed
+once into that dataclass, checked against its fields and their types: an
+unknown, mistyped or ill-typed option is one line of error naming the backend
+and what it takes. The backend is built with ``cls.from_options(options)``.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
+import difflib
 import hashlib
-import inspect
 import json
-from typing import Any, Callable, Optional, Sequence
+import types
+import typing
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -65,11 +72,98 @@ class FrameStream(abc.ABC):
     ...
 
 
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """Base of the backends' option dataclasses (no fields of its own)."""
+
+
+def _type_name(hint) -> str:
+  args = typing.get_args(hint)
+  if typing.get_origin(hint) in (typing.Union, types.UnionType):
+    return " or ".join(_type_name(a) for a in args)
+  if typing.get_origin(hint) is tuple:
+    return f"a list of {_type_name(args[0])}"
+  return {type(None): "null", bool: "true/false", int: "an integer",
+          float: "a number", str: "a string"}.get(hint, str(hint))
+
+
+def _coerce(hint, value):
+  """``value`` (parsed from JSON or given in Python) as type ``hint``."""
+  origin, args = typing.get_origin(hint), typing.get_args(hint)
+  if origin in (typing.Union, types.UnionType):
+    for a in args:
+      try:
+        return _coerce(a, value)
+      except (TypeError, ValueError):
+        pass
+    raise TypeError
+  if origin is tuple:
+    if not isinstance(value, (list, tuple)):
+      raise TypeError
+    return tuple(_coerce(args[0], v) for v in value)
+  if hint is type(None):
+    if value is None:
+      return None
+    raise TypeError
+  if hint is bool:
+    if isinstance(value, bool):
+      return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+      return value.lower() == "true"
+    raise TypeError
+  if hint is int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+        isinstance(value, float) and not value.is_integer()):
+      raise TypeError
+    return int(value)
+  if hint is float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      raise TypeError
+    return float(value)
+  if hint is str:
+    if not isinstance(value, str):
+      raise TypeError
+    return value
+  raise TypeError(f"unsupported option type {hint}")
+
+
+def parse_options(options_cls: type, values: Mapping[str, Any], *,
+                  where: str) -> Options:
+  """``values`` checked and converted into ``options_cls`` (a dataclass).
+
+  Raises:
+    ValueError: one line naming ``where`` (e.g. "semantic backend
+      'w2v_bert'"), the offending option and what is accepted.
+  """
+  hints = typing.get_type_hints(options_cls)
+  fields = {f.name: f for f in dataclasses.fields(options_cls)}
+  kwargs = {}
+  for key, value in values.items():
+    if key not in fields:
+      near = difflib.get_close_matches(key, fields, n=1)
+      hint = f" (did you mean {near[0]!r}?)" if near else ""
+      raise ValueError(f"{where} has no option {key!r}{hint}; it takes "
+                       f"{', '.join(sorted(fields))}")
+    if value is None and type(None) not in typing.get_args(hints[key]):
+      continue  # None means "the default" where the field cannot be None
+    try:
+      kwargs[key] = _coerce(hints[key], value)
+    except (TypeError, ValueError):
+      raise ValueError(f"{where}: option {key}={json.dumps(value)} must be "
+                       f"{_type_name(hints[key])}") from None
+  try:
+    return options_cls(**kwargs)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"{where}: {e}") from None
+
+
 class _Backend(abc.ABC):
   """Shared parts of both roles."""
 
   role: str = ""
   name: str = ""
+  # The frozen dataclass of this backend's settings (its registry options).
+  Options: type = Options
   # True where new_stream() returns a FrameStream (frame-local or causal).
   streaming: bool = False
   # Attributes that hold loaded models: reset on construction and never
@@ -85,6 +179,14 @@ class _Backend(abc.ABC):
     for a in self._runtime_attrs:
       state[a] = None
     return state
+
+  @classmethod
+  def from_options(cls, options: Options) -> "_Backend":
+    """Builds the backend from its parsed options. The default passes the
+    fields as keyword arguments; backends that keep the dataclass override
+    it."""
+    return cls(**{f.name: getattr(options, f.name)
+                  for f in dataclasses.fields(options)})
 
   def load(self) -> None:
     """Loads model weights; called once per worker before any input."""
@@ -184,8 +286,8 @@ def expected_frames(role: str, num_samples: int) -> int:
 
 # --- Registry ----------------------------------------------------------------
 
-_SEMANTIC: dict[str, Callable[..., SemanticEmbedder]] = {}
-_ACOUSTIC: dict[str, Callable[..., AcousticTokenizer]] = {}
+_SEMANTIC: dict[str, type] = {}
+_ACOUSTIC: dict[str, type] = {}
 
 
 def register_semantic(name: str):
@@ -209,19 +311,30 @@ def _ensure_backends_imported() -> None:
   from audiolm_t5x.pipelines import tokenizers  # pylint: disable=g-import-not-at-top,unused-import
 
 
-def _build(registry: dict, role: str, name: str, options: dict):
+def _build(registry: dict, role: str, name: str, options: Mapping):
+  return registry_class(role, name).from_options(
+      backend_options(role, name, options))
+
+
+def registry_class(role: str, name: str) -> type:
+  """The class registered as ``name`` in ``role`` (semantic / acoustic)."""
   _ensure_backends_imported()
+  registry = _SEMANTIC if role == SEMANTIC else _ACOUSTIC
   if name not in registry:
-    raise ValueError(f"unknown {role} backend {name!r}; known: "
-                     f"{sorted(registry)}")
-  cls = registry[name]
-  accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-  options = {k: v for k, v in options.items() if v is not None}
-  unknown = set(options) - accepted
-  if unknown:
-    raise ValueError(f"{role} backend {name!r} does not take options "
-                     f"{sorted(unknown)}; it takes {sorted(accepted)}")
-  return cls(**options)
+    near = difflib.get_close_matches(name, registry, n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    raise ValueError(f"unknown {role} backend {name!r}{hint}; known: "
+                     f"{', '.join(sorted(registry))}")
+  return registry[name]
+
+
+def backend_options(role: str, name: str, options: Mapping) -> Options:
+  """``options`` parsed into the backend's dataclass (errors: one line)."""
+  cls = registry_class(role, name)
+  if isinstance(options, cls.Options):
+    return options
+  return parse_options(cls.Options, dict(options),
+                       where=f"{role} backend {name!r}")
 
 
 def make_semantic_embedder(name: str, **options: Any) -> SemanticEmbedder:

@@ -9,6 +9,8 @@ frames of whole-file processing, in bounded memory.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from audiolm_t5x import constants
@@ -24,6 +26,12 @@ _FFT = 2048
 @base.register_semantic("logmel")
 class LogMelEmbedder(base.SemanticEmbedder):
   """16 kHz audio -> [T_s, num_mel_bins] log-mel features at 25 Hz."""
+
+  @dataclasses.dataclass(frozen=True)
+  class Options(base.Options):
+    num_mel_bins: int = 80
+    lower_hz: float = 20.0
+    upper_hz: float = 8000.0
 
   streaming = True
 

@@ -22,6 +22,7 @@ checked against its sha256 before use.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import urllib.request
@@ -98,9 +99,22 @@ def _interpreter_module():
     return tf.lite, "tf.lite"
 
 
+@dataclasses.dataclass(frozen=True)
+class LyraOptions(base.Options):
+  """``--acoustic_option`` keys of the lyra backend (see the constructor)."""
+
+  model_dir: Optional[str] = None
+  levels: int = constants.LYRA_DEFAULT_LEVELS
+  pack: int = 1
+  resolver: str = "xnnpack"
+  download: bool = False
+
+
 @base.register_acoustic("lyra")
 class LyraSoundStream(base.AcousticTokenizer):
   """Lyra v2 SoundStream: 16 kHz audio -> [T_a, levels / pack] codes, 50 Hz."""
+
+  Options = LyraOptions
 
   streaming = True
   _runtime_attrs = ("_quantizer", "_quantize_runner", "_files")

@@ -50,6 +50,7 @@ Long inputs: with ``window_seconds`` set, inputs are processed in windows with
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from typing import Optional, Sequence
@@ -81,6 +82,36 @@ def _tree_digest(path: str) -> str:
   return h.hexdigest()
 
 
+@dataclasses.dataclass(frozen=True)
+class SemanticOptions(base.Options):
+  """``--semantic_option`` keys of the saved_model backend."""
+
+  path: str = ""
+  signature: str = "serving_default"
+  batch_signature: Optional[str] = "batched"
+  layer: Optional[int] = None
+  device: str = "auto"
+  window_seconds: Optional[float] = 0
+  context_seconds: float = 5.0
+  batch_size: int = 32
+  batch_seconds: float = 240.0
+
+
+@dataclasses.dataclass(frozen=True)
+class AcousticOptions(base.Options):
+  """``--acoustic_option`` keys of the saved_model backend."""
+
+  path: str = ""
+  signature: str = "serving_default"
+  batch_signature: Optional[str] = "batched"
+  codebook_size: Optional[int] = None
+  device: str = "auto"
+  window_seconds: Optional[float] = 0
+  context_seconds: float = 1.0
+  batch_size: int = 32
+  batch_seconds: float = 480.0
+
+
 class _SavedModelBackend:
   """Loading, signature checks, windowing and batching for both roles."""
 
@@ -89,24 +120,28 @@ class _SavedModelBackend:
   _runtime_attrs = ("_loaded", "_single", "_batched", "_single_input",
                     "_tf", "_out_dim")
 
-  def _init_common(self, *, path, signature, batch_signature, device,
-                   window_seconds, context_seconds, batch_size,
-                   batch_seconds) -> None:
-    if not path:
+  def __init__(self, options: "SemanticOptions | AcousticOptions"):
+    self.options = options
+    if not options.path:
       raise ValueError(f"{self.name}: the SavedModel `path` is required")
-    if device not in ("auto", "cpu", "gpu"):
+    if options.device not in ("auto", "cpu", "gpu"):
       raise ValueError(f"{self.name}: device must be auto, cpu or gpu, "
-                       f"got {device!r}")
-    self.path = path
-    self.signature = signature
-    self.batch_signature = batch_signature
-    self.device = device
-    self.window_seconds = float(window_seconds) if window_seconds else None
-    self.context_seconds = float(context_seconds)
-    self.batch_size = int(batch_size)
-    self.batch_seconds = float(batch_seconds)
+                       f"got {options.device!r}")
+    self.path = options.path
+    self.signature = options.signature
+    self.batch_signature = options.batch_signature
+    self.device = options.device
+    self.window_seconds = (float(options.window_seconds)
+                           if options.window_seconds else None)
+    self.context_seconds = float(options.context_seconds)
+    self.batch_size = int(options.batch_size)
+    self.batch_seconds = float(options.batch_seconds)
     self._digest: Optional[str] = None
     self._clear_runtime()
+
+  @classmethod
+  def from_options(cls, options):
+    return cls(options)
 
   # --- Loading ----------------------------------------------------------------
 
@@ -244,19 +279,11 @@ class SavedModelEmbedder(_SavedModelBackend, base.SemanticEmbedder):
   frame_samples = constants.SEMANTIC_FRAME_SAMPLES
   _width_name = "D"
   _dtype = np.float32
+  Options = SemanticOptions
 
-  def __init__(self, path: str = "", signature: str = "serving_default",
-               batch_signature: Optional[str] = "batched",
-               layer: Optional[int] = None, device: str = "auto",
-               window_seconds: Optional[float] = 0,
-               context_seconds: float = 5.0, batch_size: int = 32,
-               batch_seconds: float = 240.0):
-    self._init_common(path=path, signature=signature,
-                      batch_signature=batch_signature, device=device,
-                      window_seconds=window_seconds,
-                      context_seconds=context_seconds, batch_size=batch_size,
-                      batch_seconds=batch_seconds)
-    self.layer = layer
+  @property
+  def layer(self) -> Optional[int]:
+    return self.options.layer
 
   @property
   def dim(self) -> int:
@@ -289,19 +316,11 @@ class SavedModelTokenizer(_SavedModelBackend, base.AcousticTokenizer):
   frame_samples = constants.ACOUSTIC_FRAME_SAMPLES
   _width_name = "Q"
   _dtype = np.int64
+  Options = AcousticOptions
 
-  def __init__(self, path: str = "", signature: str = "serving_default",
-               batch_signature: Optional[str] = "batched",
-               codebook_size: Optional[int] = None, device: str = "auto",
-               window_seconds: Optional[float] = 0,
-               context_seconds: float = 1.0, batch_size: int = 32,
-               batch_seconds: float = 480.0):
-    self._init_common(path=path, signature=signature,
-                      batch_signature=batch_signature, device=device,
-                      window_seconds=window_seconds,
-                      context_seconds=context_seconds, batch_size=batch_size,
-                      batch_seconds=batch_seconds)
-    self._codebook_size = codebook_size
+  @property
+  def _codebook_size(self) -> Optional[int]:
+    return self.options.codebook_size
 
   @property
   def levels(self) -> int:

@@ -102,42 +102,69 @@ def plan_windows(item: int, num_units: int, spec: WindowSpec) -> list[Window]:
   return windows
 
 
+def bucket_length(length: int, buckets: Sequence[int], *,
+                  granule: int = 1) -> int:
+  """The padded length of an input of ``length`` units: the smallest of
+  ``buckets`` that holds it, else ``length`` rounded up to a multiple of
+  ``granule`` (past the largest bucket, or when there are no buckets)."""
+  for b in sorted(buckets):
+    if length <= b:
+      return int(b)
+  return -(-length // granule) * granule
+
+
 def length_batches(lengths: Sequence[int], *, max_items: int,
-                   max_units: int) -> list[list[int]]:
+                   max_units: int,
+                   pad_to: Optional[Callable[[int], int]] = None
+                   ) -> list[list[int]]:
   """Groups indices into batches of similar length.
 
   Indices are sorted by length, longest first (ties by index, so the plan is
   deterministic); a batch grows while it has fewer than ``max_items`` inputs
-  and ``count * longest <= max_units`` (its size once padded). Every batch
-  holds at least one input.
+  and ``count * padded <= max_units`` (its size once padded), where
+  ``padded`` is its longest input or, with ``pad_to``, that input's bucket:
+  then a batch holds inputs of one bucket only, so that padded shapes repeat.
+  Every batch holds at least one input.
   """
   order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+  padded = (lambda i: pad_to(lengths[i])) if pad_to else (lambda i: lengths[i])
   batches: list[list[int]] = []
   for i in order:
     if batches:
       b = batches[-1]
-      longest = lengths[b[0]]
-      if len(b) < max_items and (len(b) + 1) * longest <= max_units:
+      longest = padded(b[0])
+      if (len(b) < max_items and (len(b) + 1) * longest <= max_units and
+          padded(i) == longest):
         b.append(i)
         continue
     batches.append([i])
   return batches
 
 
-Forward = Callable[[list[np.ndarray]], list[np.ndarray]]
+Forward = Callable[..., list]
 
 
-def run(items: Sequence[np.ndarray], forward: Forward, spec: WindowSpec, *,
-        max_items: int, max_units: int) -> list[Optional[np.ndarray]]:
+def run(items: Sequence, forward: Forward, spec: WindowSpec, *,
+        max_items: int, max_units: int,
+        pad_to: Optional[Callable[[int], int]] = None,
+        resolve: Optional[Callable] = None) -> list[Optional[np.ndarray]]:
   """Windows, batches, runs and stitches; one frame array per item.
 
   Args:
-    items: per-input unit arrays (axis 0 is the unit axis).
+    items: per-input unit arrays (axis 0 is the unit axis; numpy arrays or
+      anything sliceable with a length, e.g. tensors on a device).
     forward: maps a list of unit arrays (one batch, any order) to their
-      frame arrays, each holding only that input's valid frames.
+      frame arrays, each holding only that input's valid frames. With
+      ``pad_to`` it is called as ``forward(inputs, padded_length)``.
     spec: the grid and window sizes.
     max_items: most inputs in one call of ``forward`` (1: unbatched).
     max_units: most padded units in one call of ``forward``.
+    pad_to: the padded length of a window of a given length (length
+      bucketing: windows are batched with their bucket only).
+    resolve: applied to each output of ``forward`` after *all* batches were
+      submitted, before stitching (so that ``forward`` may return handles to
+      results still being computed, and a device is never left waiting for
+      the host between batches).
 
   Returns:
     For each item, its frames: the concatenated cores of its windows. None
@@ -145,13 +172,20 @@ def run(items: Sequence[np.ndarray], forward: Forward, spec: WindowSpec, *,
   """
   windows = [w for i, x in enumerate(items) if len(x)
              for w in plan_windows(i, len(x), spec)]
-  outputs: list[Optional[np.ndarray]] = [None] * len(windows)
+  outputs: list = [None] * len(windows)
   for batch in length_batches([w.stop - w.start for w in windows],
-                              max_items=max_items, max_units=max_units):
+                              max_items=max_items, max_units=max_units,
+                              pad_to=pad_to):
     inputs = [items[windows[j].item][windows[j].start:windows[j].stop]
               for j in batch]
-    for j, out in zip(batch, forward(inputs)):
+    if pad_to is None:
+      results = forward(inputs)
+    else:
+      results = forward(inputs, pad_to(max(len(x) for x in inputs)))
+    for j, out in zip(batch, results):
       outputs[j] = out
+  if resolve is not None:
+    outputs = [resolve(o) for o in outputs]
   pieces: list[list[np.ndarray]] = [[] for _ in items]
   for w, out in zip(windows, outputs):
     pieces[w.item].append(out[w.keep_start:w.keep_stop])
