@@ -3,7 +3,7 @@ r"""Throughput of the tokenization job against a plain Python loop.
 Prints audio seconds tokenized per wall second for:
 
 * ``loop``: one process, for each file: decode, log-mel + k-means, Lyra;
-* ``pipeline, 1 worker``: ``pipelines.tokenize`` on the DirectRunner with one
+* ``pipeline, 1 worker``: ``pipelines.tokenize_corpus`` on the DirectRunner with one
   worker (in_memory), the same files and tokenizers, writing real shards;
 * ``pipeline, N workers``: the DirectRunner in multi_processing mode.
 
@@ -35,7 +35,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from audiolm_t5x import constants  # noqa: E402
 from audiolm_t5x.pipelines import audio  # noqa: E402
 from audiolm_t5x.pipelines import fit_kmeans  # noqa: E402
-from audiolm_t5x.pipelines import tokenize  # noqa: E402
+from audiolm_t5x.pipelines import tokenize_corpus  # noqa: E402
 from audiolm_t5x.pipelines.tokenizers import base  # noqa: E402
 from audiolm_t5x.pipelines.tokenizers import kmeans  # noqa: E402
 
@@ -96,11 +96,11 @@ def main() -> None:
     common = [f"--input_dir={tmp / 'corpus'}", f"--kmeans={codebook}",
               f"--lyra_dir={lyra_dir}", "--num_shards=8"]
     t = time.perf_counter()
-    tokenize.run(common + [f"--output_dir={tmp / 'out1'}",
+    tokenize_corpus.run(common + [f"--output_dir={tmp / 'out1'}",
                            "--direct_num_workers=1"])
     rows.append(("pipeline, 1 worker", secs / (time.perf_counter() - t)))
     t = time.perf_counter()
-    tokenize.run(common + [f"--output_dir={tmp / 'out2'}",
+    tokenize_corpus.run(common + [f"--output_dir={tmp / 'out2'}",
                            "--direct_running_mode=multi_processing",
                            f"--direct_num_workers={args.workers}"])
     rows.append((f"pipeline, {args.workers} workers (multi_processing)",

@@ -42,11 +42,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 import numpy as np
 
 from audiolm_t5x import constants
-from audiolm_t5x.pipelines import audio
-from audiolm_t5x.pipelines import corpus as corpus_lib
-from audiolm_t5x.pipelines import options as options_lib
-from audiolm_t5x.pipelines.tokenizers import base
-from audiolm_t5x.pipelines.tokenizers import kmeans
+from . import audio
+from . import corpus as corpus_lib
+from . import options as options_lib
+from .tokenizers import base
+from .tokenizers import kmeans
 
 
 def _hash(*parts) -> int:
@@ -177,5 +177,11 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
   return json.loads(json.dumps(book.provenance))
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """Console-script entry: runs the job, returns the exit status."""
+  run(argv)
+  return 0
+
+
 if __name__ == "__main__":
-  run()
+  sys.exit(main())

@@ -11,7 +11,7 @@ import argparse
 import json
 from typing import Any, Sequence
 
-from audiolm_t5x.pipelines.tokenizers import base
+from .tokenizers import base
 
 
 def _value(text: str) -> Any:

@@ -21,8 +21,8 @@ import functools
 import seqio
 
 from audiolm_t5x import constants
-from audiolm_t5x.tasks import stages
-from audiolm_t5x.tasks import vocabulary
+from . import stages
+from . import vocabulary
 
 SEMANTIC_TASK = "audiolm_semantic_v001"
 COARSE_TASK = "audiolm_coarse_v001"
@@ -33,7 +33,7 @@ SEMANTIC_PROMPT_TASK = "audiolm_semantic_prompt_v001"
 PIANO_SEMANTIC_PROMPT_TASK = "audiolm_piano_semantic_prompt_v001"
 ACOUSTIC_MIXTURE = "audiolm_acoustic_v001"
 
-# Corpus and stage of each task (for tools such as tasks.inspect).
+# Corpus and stage of each task (for tools such as tasks.inspect_task).
 TASK_STAGES = {
     SEMANTIC_TASK: (stages.SPEECH, stages.SEMANTIC),
     COARSE_TASK: (stages.SPEECH, stages.COARSE),

@@ -37,8 +37,8 @@ import tensorflow as tf
 
 from audiolm_t5x import constants
 from audiolm_t5x import contract
-from audiolm_t5x.tasks import preprocessors as prep
-from audiolm_t5x.tasks import vocabulary as vocabulary_lib
+from . import preprocessors as prep
+from . import vocabulary as vocabulary_lib
 
 SPEECH = "speech"
 PIANO = "piano"

@@ -3,7 +3,7 @@
 import json
 
 from audiolm_t5x import contract
-from audiolm_t5x.pipelines import demo
+from audiolm_t5x import demo
 
 
 def test_demo_runs_end_to_end(tmp_path, lyra_dir, capsys):

@@ -29,7 +29,7 @@ def test_wheel_has_only_a_unique_top_level_package(wheel):
   top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(
       (".dist-info", ".data"))}
   assert top == {"audiolm_t5x"}
-  for module in ("audiolm_t5x/pipelines/tokenize.py",
+  for module in ("audiolm_t5x/pipelines/tokenize_corpus.py",
                  "audiolm_t5x/pipelines/tokenizers/lyra.py",
                  "audiolm_t5x/tasks/audiolm.py",
                  "audiolm_t5x/contract.py"):

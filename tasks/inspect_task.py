@@ -3,7 +3,7 @@
 Usage::
 
   AUDIOLM_DATA_DIR=/data/tokens \\
-  python -m audiolm_t5x.tasks.inspect --task=audiolm_coarse_v001 \\
+  python -m audiolm_t5x.tasks.inspect_task --task=audiolm_coarse_v001 \\
       --split=validation --num_examples=3
 
 Each example shows its record, the crop (start, seconds), lengths before and
@@ -25,10 +25,10 @@ import numpy as np
 import seqio
 
 from audiolm_t5x import contract
-from audiolm_t5x.tasks import audiolm
-from audiolm_t5x.tasks import preprocessors as prep
-from audiolm_t5x.tasks import stages
-from audiolm_t5x.tasks import vocabulary as vocabulary_lib
+from . import audiolm
+from . import preprocessors as prep
+from . import stages
+from . import vocabulary as vocabulary_lib
 
 
 def task_examples(task_name: str, *, split: str, seed: int = 0,

@@ -2,7 +2,7 @@ r"""Tokenize a LibriSpeech / Libri-Light corpus into sharded token TFRecords.
 
 Locally (DirectRunner, the default)::
 
-  python -m pipelines.tokenize \
+  python -m pipelines.tokenize_corpus \
     --input_dir=/data/LibriSpeech --splits=dev-clean,train-clean-100 \
     --output_dir=/data/tokens --kmeans=/data/kmeans_logmel_1024.npz \
     --lyra_dir=/models/lyra --num_shards=64 \
@@ -10,7 +10,7 @@ Locally (DirectRunner, the default)::
 
 On Dataflow (every Beam option passes through unchanged)::
 
-  python -m pipelines.tokenize \
+  python -m pipelines.tokenize_corpus \
     --input_dir=gs://BUCKET/LibriSpeech --archives \
     --output_dir=gs://BUCKET/tokens/librispeech \
     --kmeans=gs://BUCKET/kmeans.npz --lyra_download --num_shards=1024 \
@@ -42,9 +42,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from audiolm_t5x import constants
 from audiolm_t5x import contract
-from audiolm_t5x.pipelines import corpus as corpus_lib
-from audiolm_t5x.pipelines import options as options_lib
-from audiolm_t5x.pipelines import transforms
+from . import corpus as corpus_lib
+from . import options as options_lib
+from . import read_corpus
+from . import reporting
+from . import tokenize_audio
+from . import write_shards
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -77,8 +80,8 @@ def make_parser() -> argparse.ArgumentParser:
   return p
 
 
-def tokenizer_spec(args: argparse.Namespace) -> transforms.TokenizerSpec:
-  return transforms.TokenizerSpec(
+def tokenizer_spec(args: argparse.Namespace) -> tokenize_audio.TokenizerSpec:
+  return tokenize_audio.TokenizerSpec(
       semantic=args.semantic_backend,
       semantic_options=tuple(sorted(
           options_lib.semantic_options(args).items())),
@@ -103,35 +106,35 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, *,
           "semantic and acoustic frames")
   fingerprints = {"semantic": sem_info["fingerprint"],
                   "acoustic": ac_info["fingerprint"]}
-  done = transforms.done_shards(args.output_dir, fingerprints,
+  done = write_shards.done_shards(args.output_dir, fingerprints,
                                 args.num_shards)
   n = args.num_shards
   info = contract.DatasetInfo(
       semantic=sem_info, acoustic=ac_info, command=command,
-      versions=transforms.dataset_versions(),
+      versions=write_shards.dataset_versions(),
       options={"corpus": args.corpus, "input_dir": args.input_dir,
                "splits": args.splits, "group_seconds": args.group_seconds,
                "num_shards": n, "archives": args.archives})
 
   def not_done(split: str, key: str) -> bool:
-    return (split, transforms.shard_of(key, n)) not in done
+    return (split, write_shards.shard_of(key, n)) not in done
 
-  items, read_dead = p | "ReadCorpus" >> transforms.ReadCorpus(
+  items, read_dead = p | "ReadCorpus" >> read_corpus.ReadCorpus(
       input_dir=args.input_dir, corpus=args.corpus,
       splits=[s for s in args.splits.split(",") if s],
       archives=args.archives, group_seconds=args.group_seconds)
   todo = items | "SkipCommitted" >> beam.Filter(
       lambda it: not_done(it.split, it.id))
-  records, tok_dead = todo | "Tokenize" >> transforms.TokenizeAudio(
+  records, tok_dead = todo | "Tokenize" >> tokenize_audio.TokenizeAudio(
       spec=spec, batch_size=args.batch_size,
       stream_seconds=args.stream_seconds,
       reject_silence=not args.keep_silence)
   dead = ((read_dead, tok_dead) | "AllDead" >> beam.Flatten()
           | "SkipCommittedDead" >> beam.Filter(
               lambda d: not_done(d.split, d.id or d.path)))
-  written = (records, dead) | "Write" >> transforms.WriteTokenShards(
+  written = (records, dead) | "Write" >> write_shards.WriteTokenShards(
       output_dir=args.output_dir, num_shards=n, fingerprints=fingerprints)
-  return written | "Info" >> transforms.WriteDatasetInfo(
+  return written | "Info" >> write_shards.WriteDatasetInfo(
       output_dir=args.output_dir, info=info)
 
 
@@ -153,7 +156,7 @@ def print_summary(output_dir: str, result=None, out=sys.stdout) -> dict:
   if result is not None:
     counters = {}
     for c in result.metrics().query()["counters"]:
-      if c.key.metric.namespace == transforms.NAMESPACE:  # summed over steps
+      if c.key.metric.namespace == reporting.NAMESPACE:  # summed over steps
         counters[c.key.metric.name] = (counters.get(c.key.metric.name, 0) +
                                        c.committed)
     print(f"counters (this run): {json.dumps(counters, sort_keys=True)}",
@@ -168,12 +171,18 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
   args, beam_args = make_parser().parse_known_args(argv)
   options_lib.check_backends(args)
   opts = PipelineOptions(beam_args)
-  command = "python -m pipelines.tokenize " + shlex.join(argv)
+  command = "python -m pipelines.tokenize_corpus " + shlex.join(argv)
   with beam.Pipeline(options=opts) as p:
     build_pipeline(p, args, command=command)
   result = p.result
   return print_summary(args.output_dir, result)
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """Console-script entry: runs the job, returns the exit status."""
+  run(argv)
+  return 0
+
+
 if __name__ == "__main__":
-  run()
+  sys.exit(main())

@@ -2,7 +2,7 @@ r"""Run the whole data path on a small built-in sample and say what it did.
 
 ::
 
-  python -m pipelines.demo [--output_dir=/tmp/audiolm_demo] [--lyra_dir=DIR]
+  python -m audiolm_t5x.demo [--output_dir=/tmp/audiolm_demo] [--lyra_dir=DIR]
 
 1. writes a small LibriSpeech-shaped sample (SYNTHETIC audio, not speech; see
    ``pipelines.sample_data``) — or uses ``--input_dir`` if given;
@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 
 from audiolm_t5x.pipelines import fit_kmeans
 from audiolm_t5x.pipelines import sample_data
-from audiolm_t5x.pipelines import tokenize
+from audiolm_t5x.pipelines import tokenize_corpus
 from audiolm_t5x.pipelines.tokenizers import base
 from audiolm_t5x.pipelines.tokenizers import lyra
 
@@ -78,10 +78,10 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
                   f"--output={codebook}", f"--k={args.k}", "--seed=0",
                   *beam_args])
 
-  print("\n== 3. tokenize (pipelines.tokenize)")
+  print("\n== 3. tokenize (pipelines.tokenize_corpus)")
   tokens = os.path.join(out, "tokens")
   try:
-    tokenize.run([f"--input_dir={corpus_dir}", f"--output_dir={tokens}",
+    tokenize_corpus.run([f"--input_dir={corpus_dir}", f"--output_dir={tokens}",
                   f"--kmeans={codebook}", "--num_shards=2", *lyra_flags,
                   *beam_args])
   except base.TokenizerError as e:
@@ -89,7 +89,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     return 2
 
   print("\n== 4. SeqIO tasks over the records")
-  from audiolm_t5x.tasks import inspect as inspect_lib  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.tasks import inspect_task as inspect_lib  # pylint: disable=g-import-not-at-top
 
   for task in ("audiolm_semantic_v001", "audiolm_coarse_v001",
                "audiolm_fine_v001"):
