@@ -4,35 +4,44 @@ r"""Run the whole data path on a small built-in sample and say what it did.
 
   python -m audiolm_t5x.demo [--output_dir=/tmp/audiolm_demo] [--lyra_dir=DIR]
 
+The demo spans the project's parts, so it lives beside them in the package:
+
 1. writes a small LibriSpeech-shaped sample (SYNTHETIC audio, not speech; see
-   ``pipelines.sample_data``) — or uses ``--input_dir`` if given;
-2. fits a k-means codebook (log-mel features, K=64) with ``fit_kmeans``;
-3. tokenizes both splits with ``tokenize`` (log-mel + k-means semantic
-   tokens, Lyra v2 SoundStream acoustic tokens) into TFRecords;
-4. prints one example of each SeqIO task built on the records.
+   ``pipelines.sample_data``) -- or uses ``--input_dir`` if given;
+2. fits a k-means codebook (log-mel features, K=64) with
+   ``pipelines.fit_kmeans``;
+3. tokenizes both splits with ``pipelines.tokenize_corpus`` (log-mel + k-means
+   semantic tokens, Lyra v2 SoundStream acoustic tokens in the job's default
+   layout, which fits the gin files) into TFRecords;
+4. prints one example of every speech task (``tasks.inspect_task``) built on
+   the records; the piano tasks read a piano dataset
+   (``$AUDIOLM_PIANO_DATA_DIR``), which the demo does not make.
 
 Lyra's model files are found through ``--lyra_dir``, ``$AUDIOLM_LYRA_DIR``,
 the team's ``../shared/assets/lyra_soundstream`` beside a source checkout, or
-the download cache; if none has them, they are downloaded from Lyra's public
-repository (sha256-verified). Offline with no copy, the demo stops and says
-where to put them.
+the download cache (``~/.cache/audiolm_t5x/lyra/<commit>/``); if none has them,
+they are downloaded from Lyra's public repository (sha256-verified). Offline
+with no copy, the demo stops and says where to put them.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Optional, Sequence
 
-from audiolm_t5x.pipelines import fit_kmeans
-from audiolm_t5x.pipelines import sample_data
-from audiolm_t5x.pipelines import tokenize_corpus
-from audiolm_t5x.pipelines.tokenizers import base
-from audiolm_t5x.pipelines.tokenizers import lyra
+from audiolm_t5x.pipelines import options as options_lib
+
+PROG = "python -m audiolm_t5x.demo"
+
+# The speech tasks, in the order of the stages (registered in tasks.audiolm).
+SPEECH_TASKS = ("audiolm_semantic_v001", "audiolm_coarse_v001",
+                "audiolm_fine_v001", "audiolm_semantic_prompt_v001")
 
 
 def _find_lyra(flag: Optional[str]) -> tuple[Optional[str], str]:
+  from audiolm_t5x.pipelines.tokenizers import lyra  # pylint: disable=g-import-not-at-top
+
   here = os.path.dirname(os.path.abspath(__file__))
   team_copy = os.path.join(here, "..", "..", "shared", "assets",
                            "lyra_soundstream")
@@ -46,15 +55,30 @@ def _find_lyra(flag: Optional[str]) -> tuple[Optional[str], str]:
   return None, ""
 
 
-def run(argv: Optional[Sequence[str]] = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--output_dir", default="/tmp/audiolm_demo")
+def make_parser() -> options_lib.CommandParser:
+  parser = options_lib.CommandParser(
+      prog=PROG, description=__doc__.split("\n\n")[0])
+  parser.add_argument("--output_dir", default="/tmp/audiolm_demo",
+                      help="where the sample, codebook and records go")
   parser.add_argument("--input_dir", default=None,
                       help="a LibriSpeech tree to use instead of the sample")
-  parser.add_argument("--lyra_dir", default=None)
-  parser.add_argument("--k", type=int, default=64)
-  args, beam_args = parser.parse_known_args(argv)
+  parser.add_argument("--lyra_dir", default=None,
+                      help="folder with Lyra's .tflite files (default: "
+                      "$AUDIOLM_LYRA_DIR, team assets, the download cache)")
+  parser.add_argument("--k", type=int, default=64,
+                      help="semantic codebook size for the demo")
+  return parser
 
+
+def run(argv: Optional[Sequence[str]] = None) -> dict:
+  """Runs the demo; returns ``{task: statistics}`` of the printed tasks."""
+  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.pipelines import fit_kmeans
+  from audiolm_t5x.pipelines import sample_data
+  from audiolm_t5x.pipelines import tokenize_corpus
+
+  args, beam_args = options_lib.parse_args(make_parser(), argv)
+  passed = beam_args + (["--verbose"] if args.verbose else [])
   out = args.output_dir
   corpus_dir = args.input_dir
   print("== 1. corpus")
@@ -76,31 +100,34 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   codebook = os.path.join(out, f"kmeans_logmel_{args.k}.npz")
   fit_kmeans.run([f"--input_dir={corpus_dir}", "--splits=train-clean-100",
                   f"--output={codebook}", f"--k={args.k}", "--seed=0",
-                  *beam_args])
+                  *passed])
 
   print("\n== 3. tokenize (pipelines.tokenize_corpus)")
   tokens = os.path.join(out, "tokens")
-  try:
-    tokenize_corpus.run([f"--input_dir={corpus_dir}", f"--output_dir={tokens}",
-                  f"--kmeans={codebook}", "--num_shards=2", *lyra_flags,
-                  *beam_args])
-  except base.TokenizerError as e:
-    print(f"\nstopped: {e}", file=sys.stderr)
-    return 2
+  tokenize_corpus.run([f"--input_dir={corpus_dir}", f"--output_dir={tokens}",
+                       f"--kmeans={codebook}", "--num_shards=2", *lyra_flags,
+                       *passed])
 
-  print("\n== 4. SeqIO tasks over the records")
-  from audiolm_t5x.tasks import inspect_task as inspect_lib  # pylint: disable=g-import-not-at-top
+  print("\n== 4. SeqIO tasks over the records (tasks.inspect_task)")
+  from audiolm_t5x.tasks import inspect_task
 
-  for task in ("audiolm_semantic_v001", "audiolm_coarse_v001",
-               "audiolm_fine_v001"):
+  stats = {}
+  for task in SPEECH_TASKS:
     print(f"\n-- {task}")
-    inspect_lib.main([f"--task={task}", "--split=validation",
-                      "--num_examples=1", "--stats_examples=0",
-                      f"--data_dir={tokens}", "--max_tokens=12"])
-  print(f"\ndone: records in {tokens}; next: point the SeqIO tasks at them "
-        "with AUDIOLM_DATA_DIR and train with t5x (see BUILD.md)")
-  return 0
+    stats[task] = inspect_task.run([
+        f"--task={task}", "--split=validation", "--num_examples=1",
+        "--stats_examples=0", f"--data_dir={tokens}", "--max_tokens=12"])
+  print(f"\nprinted the {len(SPEECH_TASKS)} speech tasks; the piano tasks "
+        "read a piano dataset through $AUDIOLM_PIANO_DATA_DIR")
+  print(f"done: records in {tokens}; next: point the SeqIO tasks at them "
+        "with AUDIOLM_DATA_DIR and train with t5x (BUILD.md section 5)")
+  return stats
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """Console entry: runs the demo; exit status (2: a user error)."""
+  return options_lib.main(run, PROG, argv)
 
 
 if __name__ == "__main__":
-  sys.exit(run())
+  sys.exit(main())

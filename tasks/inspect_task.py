@@ -3,7 +3,7 @@
 Usage::
 
   AUDIOLM_DATA_DIR=/data/tokens \\
-  python -m audiolm_t5x.tasks.inspect_task --task=audiolm_coarse_v001 \\
+  python -m tasks.inspect_task --task=audiolm_coarse_v001 \\
       --split=validation --num_examples=3
 
 Each example shows its record, the crop (start, seconds), lengths before and
@@ -16,7 +16,6 @@ per level (codes used out of the codebook, unigram perplexity).
 
 from __future__ import annotations
 
-import argparse
 import collections
 import sys
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence
@@ -25,6 +24,7 @@ import numpy as np
 import seqio
 
 from audiolm_t5x import contract
+from audiolm_t5x.pipelines import options as options_lib
 from . import audiolm
 from . import preprocessors as prep
 from . import stages
@@ -141,24 +141,50 @@ def _fmt(stats: Mapping[str, float]) -> str:
   return "  ".join(f"{k} {v:.1f}" for k, v in stats.items())
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+PROG = "python -m tasks.inspect_task"
+
+
+def make_parser() -> options_lib.CommandParser:
+  parser = options_lib.CommandParser(
+      prog=PROG, description=__doc__.split("\n\n")[0], beam=False)
   parser.add_argument("--task", required=True,
-                      choices=sorted(audiolm.TASK_STAGES))
+                      choices=sorted(audiolm.TASK_STAGES),
+                      help="registered task to show")
   parser.add_argument("--split", default="validation",
-                      choices=list(stages.TASK_SPLITS))
-  parser.add_argument("--num_examples", type=int, default=3)
+                      choices=list(stages.TASK_SPLITS),
+                      help="task split (mapped to corpus splits as the task "
+                      "maps it)")
+  parser.add_argument("--num_examples", type=int, default=3,
+                      help="examples printed in full")
   parser.add_argument("--stats_examples", type=int, default=1000,
                       help="examples for the statistics; 0 = whole split")
-  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--seed", type=int, default=0,
+                      help="seqio map seed (random crops)")
   parser.add_argument("--data_dir", default=None,
-                      help="overrides AUDIOLM_DATA_DIR / gin")
+                      help="the tokenization job's output (default: "
+                      "$AUDIOLM_DATA_DIR / $AUDIOLM_PIANO_DATA_DIR or gin)")
   parser.add_argument("--max_tokens", type=int, default=24,
                       help="ids shown per feature")
-  args = parser.parse_args(argv)
+  return parser
 
+
+def main(argv: Optional[List[str]] = None) -> int:
+  """Console entry: prints examples and statistics; exit status."""
+  return options_lib.main(run, PROG, argv)
+
+
+def run(argv: Optional[List[str]] = None) -> dict:
+  """Prints examples and statistics of a task split; returns the statistics.
+
+  Raises:
+    options_lib.UserError: a bad flag, or no usable data for the task.
+  """
+  args, _ = options_lib.parse_args(make_parser(), argv)
   corpus, stage = audiolm.TASK_STAGES[args.task]
-  resolved = stages.resolve_corpus(corpus, data_dir=args.data_dir)
+  try:
+    resolved = stages.resolve_corpus(corpus, data_dir=args.data_dir)
+  except (ValueError, FileNotFoundError) as e:
+    raise options_lib.UserError(str(e)) from e
   layout = resolved.layout
   print(f"task {args.task} (stage {stage}, corpus {corpus}), split "
         f"{args.split} -> {', '.join(resolved.split_map[args.split])}")
@@ -168,9 +194,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"semantic frames; Q'={resolved.coarse_levels}")
   limit = args.stats_examples or None
   kept = []
-  for i, ex in enumerate(task_examples(args.task, split=args.split,
-                                       seed=args.seed,
-                                       data_dir=args.data_dir)):
+  try:
+    examples = task_examples(args.task, split=args.split, seed=args.seed,
+                             data_dir=args.data_dir)
+  except FileNotFoundError as e:
+    raise options_lib.UserError(str(e)) from e
+  for i, ex in enumerate(examples):
     if limit is not None and i >= limit:
       break
     kept.append(ex)
@@ -211,7 +240,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   for name, u in stats["usage"].items():
     print(f"  {name}: {u['tokens']} tokens, {u['used']} of {u['of']} ids used"
           f", unigram perplexity {u['perplexity']:.1f}")
-  return 0
+  return stats
 
 
 if __name__ == "__main__":

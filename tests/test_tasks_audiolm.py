@@ -444,7 +444,7 @@ def test_gin_overrides_prompt_seconds(speech_dir):
 
 # --- inspection ------------------------------------------------------------------
 def test_inspect_summarize_and_describe_literal_examples():
-  from audiolm_t5x.tasks import inspect as inspect_lib  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.tasks import inspect_task as inspect_lib  # pylint: disable=g-import-not-at-top
   layout = vocabulary.VocabularyLayout(4, 2, 8)
   examples = [
       {"targets": np.array([2, 3, 1]), "crop_steps": 4,
@@ -468,7 +468,7 @@ def test_inspect_summarize_and_describe_literal_examples():
 
 
 def test_inspect_summarize_counts_prompt_and_continuation():
-  from audiolm_t5x.tasks import inspect as inspect_lib  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.tasks import inspect_task as inspect_lib  # pylint: disable=g-import-not-at-top
   layout = vocabulary.VocabularyLayout(4, 2, 8)
   examples = [{"inputs": np.array([2, 3]), "targets": np.array([5, 1]),
                "crop_steps": 4, "crop_reaches_end": True}]
@@ -480,7 +480,7 @@ def test_inspect_summarize_counts_prompt_and_continuation():
 
 
 def test_inspect_command_prints_examples_and_statistics(speech_dir, capsys):
-  from audiolm_t5x.tasks import inspect as inspect_lib  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.tasks import inspect_task as inspect_lib  # pylint: disable=g-import-not-at-top
   root, _ = speech_dir
   assert inspect_lib.main(["--task=audiolm_coarse_v001", "--split=train",
                            "--num_examples=2", f"--data_dir={root}"]) == 0
