@@ -218,6 +218,16 @@ def make_pipeline(options):
   return beam.Pipeline(runner=runner, options=options)
 
 
+def counters(result, namespace: str = "audiolm") -> dict:
+  """``{name: committed value}`` of a finished pipeline's counters."""
+  out = {}
+  for c in result.metrics().query()["counters"]:
+    if c.key.metric.namespace == namespace:  # summed over steps
+      name = c.key.metric.name
+      out[name] = out.get(name, 0) + (c.committed or 0)
+  return out
+
+
 # --- Running a command -----------------------------------------------------------
 
 
@@ -257,6 +267,35 @@ def setup_logging(verbose: bool) -> None:
                       format="%(levelname)s %(name)s: %(message)s")
   for name in ("apache_beam", "absl"):
     logging.getLogger(name).setLevel(logging.WARNING)
+  _import_tensorflow_quietly()
+
+
+def _import_tensorflow_quietly() -> None:
+  """Imports TensorFlow (if installed) with the process's stderr muted.
+
+  TensorFlow's C++ runtime logs "Could not find cuda drivers" through absl
+  before absl is initialised, which ignores ``TF_CPP_MIN_LOG_LEVEL``; on a
+  machine without a GPU every command would start with those lines. The
+  tokenizers and tasks import TensorFlow anyway; an import error is raised
+  after stderr is restored.
+  """
+  if "tensorflow" in sys.modules:
+    return
+  import importlib.util  # pylint: disable=g-import-not-at-top
+
+  if importlib.util.find_spec("tensorflow") is None:
+    return
+  sys.stderr.flush()
+  saved = os.dup(2)
+  try:
+    with open(os.devnull, "w") as devnull:
+      os.dup2(devnull.fileno(), 2)
+      try:
+        import tensorflow  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+      finally:
+        os.dup2(saved, 2)
+  finally:
+    os.close(saved)
 
 
 def main(run: Callable[[Sequence[str]], Any], prog: str,
