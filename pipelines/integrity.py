@@ -36,6 +36,7 @@ from typing import Iterable, Optional
 from apache_beam.io.filesystems import FileSystems
 
 from audiolm_t5x import contract
+from .options import UserError
 
 MANIFEST_SUFFIX = ".manifest.json"
 TMP_MARK = ".tmp-"
@@ -215,7 +216,7 @@ def verify(output_dir: str, *, check: str = SHA256,
         report.problems.append(Problem(
             "corrupt", info_path, f"cannot be parsed ({e})"))
   for split, s in sorted(((dataset_info or {}).get("splits") or {}).items()):
-    for name in s.get("shards", ()) if isinstance(s, dict) else ():
+    for name in s.get("shards_committed", ()) if isinstance(s, dict) else ():
       shard = posixpath.join(output_dir, split, name)
       if shard not in committed_shards:
         report.problems.append(Problem(
@@ -279,8 +280,8 @@ def remove(problems: Iterable[Problem]) -> list:
   return paths
 
 
-class UsageError(ValueError):
-  """The output directory is not a tokenized dataset."""
+class UsageError(UserError):
+  """The output directory is not a tokenized dataset (a user error)."""
 
 
 def run_verify(output_dir: str, *, check: str = SHA256, out=None) -> Report:
@@ -297,8 +298,8 @@ def run_verify(output_dir: str, *, check: str = SHA256, out=None) -> Report:
   if not report.manifests and not report.problems and not FileSystems.exists(
       info):
     raise UsageError(f"{output_dir} holds no shard manifests and no "
-                     f"{contract.DATASET_INFO_FILENAME}: is --output_dir the "
-                     "tokenization job's output?")
+                      f"{contract.DATASET_INFO_FILENAME}: is --output_dir "
+                      "the tokenization job's output?")
   for p in report.problems:
     print(p, file=out)
   counts = ", ".join(f"{n} {k}" for k, n in sorted(report.counts().items()))

@@ -68,7 +68,8 @@ class TokenizeFn(beam.DoFn):
     self._reject_silence = reject_silence
     self._c = {n: _counter(n) for n in (
         "written", "failed", "resampled", "downmixed", "streamed",
-        "audio_seconds_x1000", "semantic_tokens", "acoustic_frames")}
+        "audio_seconds_x1000", "semantic_tokens", "acoustic_frames",
+        "suffix_mismatch", *audio.LEVEL_FLAGS)}
 
   def setup(self):
     self._sem, self._ac = self._spec.build()
@@ -100,7 +101,8 @@ class TokenizeFn(beam.DoFn):
       source = ref.data if ref.data is not None else FileSystems.open(ref.path)
       try:
         yield from audio.iter_blocks(source, block_samples=1 << 18,
-                                     stats=stats)
+                                     stats=stats,
+                                     suffix=corpus_lib.audio_suffix(ref.rel))
       finally:
         if ref.data is None:
           source.close()
@@ -114,13 +116,13 @@ class TokenizeFn(beam.DoFn):
     except audio.AudioError:
       return 0
 
-  def _record(self, item, num_samples, sem_ids, codes):
+  def _record(self, item, num_samples, sem_ids, codes, flags=()):
     rec = contract.TokenRecord(
         id=item.id, split=item.split, speaker_id=item.speaker_id,
         chapter_id=item.chapter_id, source=item.source,
         transcript=item.transcript, num_samples=num_samples,
         semantic_tokens=np.asarray(sem_ids, np.int64),
-        acoustic_tokens=np.asarray(codes, np.int64))
+        acoustic_tokens=np.asarray(codes, np.int64), flags=tuple(flags))
     rec.validate(semantic_codebook_size=self._book.size,
                  acoustic_levels=self._ac.levels,
                  acoustic_codebook_size=self._ac.codebook_size)
@@ -129,6 +131,8 @@ class TokenizeFn(beam.DoFn):
         int(1000 * num_samples / audio.constants.SAMPLE_RATE))
     self._c["semantic_tokens"].inc(rec.semantic_tokens.size)
     self._c["acoustic_frames"].inc(rec.acoustic_tokens.shape[0])
+    for flag in rec.flags:
+      self._c[flag].inc()
     return rec
 
   def _stream(self, item):
@@ -148,10 +152,10 @@ class TokenizeFn(beam.DoFn):
                        reject_silence=self._reject_silence)
     self._c["streamed"].inc()
     return self._record(item, total, np.concatenate(emb),
-                        np.concatenate(codes))
+                        np.concatenate(codes), audio.level_flags(stats_list))
 
   def process(self, batch: Sequence[corpus_lib.WorkItem]):
-    pending = []  # (item, waveform)
+    pending = []  # (item, waveform, level flags)
     for item in batch:
       try:
         if self._can_stream and self._size(item) > self._stream_samples:
@@ -164,7 +168,10 @@ class TokenizeFn(beam.DoFn):
         for s in stats_list:
           self._note(s)
         audio.check_usable(wave, reject_silence=self._reject_silence)
-        pending.append((item, wave))
+        pending.append((item, wave, audio.level_flags(stats_list)))
+      except audio.FormatMismatchError as e:
+        self._c["suffix_mismatch"].inc()
+        yield self._dead(item, "format", str(e))
       except audio.AudioError as e:
         yield self._dead(item, "decode", str(e))
       except contract.MalformedRecordError as e:
@@ -173,7 +180,7 @@ class TokenizeFn(beam.DoFn):
         yield self._dead(item, "tokenize", f"{type(e).__name__}: {e}")
     if not pending:
       return
-    waves = [w for _, w in pending]
+    waves = [w for _, w, _ in pending]
     try:
       embs = self._sem.embed_batch(waves)
       codes = self._ac.encode_batch(waves)
@@ -187,12 +194,13 @@ class TokenizeFn(beam.DoFn):
         except Exception as e:  # pylint: disable=broad-except
           embs.append(e)
           codes.append(e)
-    for (item, wave), e, c in zip(pending, embs, codes):
+    for (item, wave, flags), e, c in zip(pending, embs, codes):
       if isinstance(e, Exception):
         yield self._dead(item, "tokenize", f"{type(e).__name__}: {e}")
         continue
       try:
-        yield self._record(item, wave.shape[0], self._book.quantize(e), c)
+        yield self._record(item, wave.shape[0], self._book.quantize(e), c,
+                           flags)
       except contract.MalformedRecordError as err:
         yield self._dead(item, "validate", str(err))
       except Exception as err:  # pylint: disable=broad-except

@@ -45,8 +45,10 @@ from audiolm_t5x import contract
 from . import corpus as corpus_lib
 from . import options as options_lib
 from . import read_corpus
+from . import job_guard
 from . import reporting
 from . import tokenize_audio
+from . import unique_ids
 from . import write_shards
 
 
@@ -77,6 +79,7 @@ def make_parser() -> argparse.ArgumentParser:
   p.add_argument("--keep_silence", action="store_true",
                  help="tokenize all-zero audio instead of dead-lettering it")
   options_lib.add_tokenizer_flags(p)
+  job_guard.add_flags(p)
   return p
 
 
@@ -91,10 +94,9 @@ def tokenizer_spec(args: argparse.Namespace) -> tokenize_audio.TokenizerSpec:
           options_lib.acoustic_options(args).items())))
 
 
-def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, *,
-                   command: str = "") -> beam.PCollection:
-  """Wires the job; returns the PCollection of the final per-split summary."""
-  spec = tokenizer_spec(args)
+def tokenizer_infos(args: argparse.Namespace,
+                    spec: tokenize_audio.TokenizerSpec) -> tuple[dict, dict]:
+  """The tokenizers' descriptions; refuses rates the contract cannot align."""
   sem_info, ac_info = spec.info()
   for role, info_, rate in (("semantic", sem_info, constants.SEMANTIC_RATE_HZ),
                             ("acoustic", ac_info, constants.ACOUSTIC_RATE_HZ)):
@@ -104,36 +106,62 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, *,
           f"Hz frames; records of contract v{contract.CONTRACT_VERSION} "
           f"need {rate} Hz (audiolm_t5x/contract.py), so the tasks can align "
           "semantic and acoustic frames")
+  return sem_info, ac_info
+
+
+def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, *,
+                   command: str = "",
+                   prepared: job_guard.Prepared) -> beam.PCollection:
+  """Wires the job; returns the PCollection of the final per-split summary.
+
+  ``prepared`` (:func:`job_guard.prepare`) holds the listing, the settings
+  and the committed shards this run skips.
+  """
+  spec = tokenizer_spec(args)
+  sem_info, ac_info = tokenizer_infos(args, spec)
   fingerprints = {"semantic": sem_info["fingerprint"],
                   "acoustic": ac_info["fingerprint"]}
-  done = write_shards.done_shards(args.output_dir, fingerprints,
-                                args.num_shards)
+  done = prepared.done
   n = args.num_shards
+  grouped = args.group_seconds is not None
+  keys = write_shards.ShardKeys(num_shards=n, root=args.input_dir,
+                                corpus=args.corpus, grouped=grouped)
   info = contract.DatasetInfo(
       semantic=sem_info, acoustic=ac_info, command=command,
       versions=write_shards.dataset_versions(),
       options={"corpus": args.corpus, "input_dir": args.input_dir,
                "splits": args.splits, "group_seconds": args.group_seconds,
-               "num_shards": n, "archives": args.archives})
-
-  def not_done(split: str, key: str) -> bool:
-    return (split, write_shards.shard_of(key, n)) not in done
-
-  items, read_dead = p | "ReadCorpus" >> read_corpus.ReadCorpus(
-      input_dir=args.input_dir, corpus=args.corpus,
-      splits=[s for s in args.splits.split(",") if s],
-      archives=args.archives, group_seconds=args.group_seconds)
+               "num_shards": n, "archives": args.archives,
+               "settings": prepared.settings})
+  splits = [s for s in args.splits.split(",") if s]
+  entries = p | "ListInputs" >> read_corpus.ListInputs(
+      listing=prepared.listing)
+  items, read_dead = entries | "ReadCorpus" >> read_corpus.ReadCorpus(
+      input_dir=args.input_dir, corpus=args.corpus, splits=splits,
+      archives=args.archives, group_seconds=args.group_seconds,
+      follow_external_links=args.follow_external_links,
+      max_member_bytes=args.max_member_bytes)
+  items, dup_dead = items | "UniqueIds" >> unique_ids.DropDuplicateIds()
   todo = items | "SkipCommitted" >> beam.Filter(
-      lambda it: not_done(it.split, it.id))
+      lambda it: keys.of_item(it) not in done)
   records, tok_dead = todo | "Tokenize" >> tokenize_audio.TokenizeAudio(
       spec=spec, batch_size=args.batch_size,
       stream_seconds=args.stream_seconds,
       reject_silence=not args.keep_silence)
-  dead = ((read_dead, tok_dead) | "AllDead" >> beam.Flatten()
+  dead = ((read_dead, dup_dead, tok_dead) | "AllDead" >> beam.Flatten()
           | "SkipCommittedDead" >> beam.Filter(
-              lambda d: not_done(d.split, d.id or d.path)))
-  written = (records, dead) | "Write" >> write_shards.WriteTokenShards(
-      output_dir=args.output_dir, num_shards=n, fingerprints=fingerprints)
+              lambda d: keys.of_dead(d) not in done))
+  shard_inputs = (records, dead)
+  if not args.archives:
+    inputs = (entries
+              | "InputsByShard" >> read_corpus.InputsByShard(
+                  corpus=args.corpus, grouped=grouped, num_shards=n)
+              | "SkipCommittedInputs" >> beam.Filter(
+                  lambda kv: kv[0] not in done))
+    shard_inputs = (records, dead, inputs)
+  written = shard_inputs | "Write" >> write_shards.WriteTokenShards(
+      output_dir=args.output_dir, num_shards=n, fingerprints=fingerprints,
+      settings=prepared.settings, keys=keys)
   return written | "Info" >> write_shards.WriteDatasetInfo(
       output_dir=args.output_dir, info=info)
 
@@ -172,15 +200,29 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
   options_lib.check_backends(args)
   opts = PipelineOptions(beam_args)
   command = "python -m pipelines.tokenize_corpus " + shlex.join(argv)
-  with beam.Pipeline(options=opts) as p:
-    build_pipeline(p, args, command=command)
-  result = p.result
+  spec = tokenizer_spec(args)
+  sem_info, ac_info = tokenizer_infos(args, spec)
+  with job_guard.lock(args, command):
+    prepared = job_guard.prepare(
+        args, semantic=sem_info, acoustic=ac_info,
+        semantic_options=options_lib.semantic_options(args),
+        acoustic_options=options_lib.acoustic_options(args))
+    print(f"{prepared.num_entries} candidates listed; "
+          f"{len(prepared.done)} committed shards kept, "
+          f"{len(prepared.plan.redo)} redone", flush=True)
+    with beam.Pipeline(options=opts) as p:
+      build_pipeline(p, args, command=command, prepared=prepared)
+    result = p.result
   return print_summary(args.output_dir, result)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """Console-script entry: runs the job, returns the exit status."""
-  run(argv)
+  try:
+    run(argv)
+  except job_guard.UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   return 0
 
 

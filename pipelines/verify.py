@@ -12,40 +12,41 @@ and removes orphans and temporaries.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from typing import Optional, Sequence
 
 from . import integrity
+from . import options
+
+PROG = "python -m pipelines.verify"
 
 
-def make_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
-      prog="python -m pipelines.verify",
-      description=__doc__.split("\n\n")[0],
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def make_parser() -> options.CommandParser:
+  p = options.CommandParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                            beam=False)
   p.add_argument("--output_dir", required=True,
                  help="the tokenization job's output (any Beam filesystem)")
   p.add_argument("--check", default=integrity.SHA256, choices=integrity.CHECKS,
                  help="sha256 reads every shard; size compares sizes only")
-  p.add_argument("--verbose", action="store_true",
-                 help="show tracebacks of errors")
   return p
 
 
-def main(argv: Optional[Sequence[str]] = None, out=sys.stdout) -> int:
-  args = make_parser().parse_args(argv)
+def run(argv: Optional[Sequence[str]] = None) -> integrity.Report:
+  """Checks ``--output_dir``; prints and returns the report."""
+  args, _ = options.parse_args(make_parser(), argv)
   start = time.time()
-  try:
-    report = integrity.run_verify(args.output_dir, check=args.check, out=out)
-  except integrity.UsageError as e:
-    if args.verbose:
-      raise
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  print(f"{time.time() - start:.1f} s", file=out)
-  return 0 if report.ok else 1
+  report = integrity.run_verify(args.output_dir, check=args.check)
+  print(f"checked in {time.time() - start:.1f} s")
+  return report
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  reports = []
+  status = options.main(lambda a: reports.append(run(a)), PROG, argv)
+  if status == 0 and not reports[0].ok:
+    return 1
+  return status
 
 
 if __name__ == "__main__":

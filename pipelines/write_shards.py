@@ -5,6 +5,18 @@ manifest each; ``WriteDatasetInfo`` sums the manifests into
 ``dataset_info.json`` and ``dead_letter.jsonl``. Every input ends as a record
 or a dead letter: ``inputs = written + failed`` in the counters and in
 dataset_info.json.
+
+A manifest (the commit marker, see ``audiolm_t5x.pipelines.integrity``)
+holds the shard's ``sha256``, ``bytes``, ``records``, ``ids``, its dead
+letters, the ``inputs`` it accounts for, the ``settings`` that shaped it and
+the ids of records whose level was flagged (``flagged``). Before committing,
+the writer checks that every input of the shard is a record or a dead letter;
+one that is neither becomes a dead letter of step ``internal`` (never a
+silent loss).
+
+Test hook: ``AUDIOLM_TEST_PAUSE_AFTER_COMMITS=N:PATH`` makes the writer
+create ``PATH`` and sleep after its N-th commit in a process, so that tests
+can kill the job at a chosen point.
 """
 
 from __future__ import annotations
@@ -13,24 +25,65 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import posixpath
 import time
 import uuid
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from audiolm_t5x import contract
 from . import audio
+from . import corpus as corpus_lib
+from . import integrity
+from .reporting import counter
 
-MANIFEST_SUFFIX = ".manifest.json"
+MANIFEST_SUFFIX = integrity.MANIFEST_SUFFIX
+shard_of = corpus_lib.shard_of
+PAUSE_ENV = "AUDIOLM_TEST_PAUSE_AFTER_COMMITS"
+_commits = [0]
 
 
-def shard_of(record_id: str, num_shards: int) -> int:
-  """Stable shard index of a record id (same on every runner and run)."""
-  digest = hashlib.sha1(record_id.encode("utf-8")).digest()
-  return int.from_bytes(digest[:8], "big") % num_shards
+@dataclasses.dataclass(frozen=True)
+class ShardKeys:
+  """Which ``(split, shard)`` a work item, record, dead letter belongs to.
+
+  The same rule as :func:`corpus.inputs_by_shard` (by the input's path
+  relative to ``root``), so a shard's records, dead letters and inputs meet.
+  """
+
+  num_shards: int
+  root: str = ""
+  corpus: str = corpus_lib.LIBRISPEECH
+  grouped: bool = False
+
+  def rel(self, path: str) -> str:
+    first = path.split(";")[0]
+    if "!" in first:  # <archive>!<member>
+      return first.split("!", 1)[1]
+    root = self.root.rstrip("/")
+    if root and first.startswith(root + "/"):
+      return first[len(root) + 1:]
+    return first
+
+  def _index(self, rel: str, fallback: str) -> int:
+    if corpus_lib.chapter_of(rel) is None:
+      key = fallback or rel
+    else:
+      key = corpus_lib.shard_key(rel, corpus=self.corpus,
+                                 grouped=self.grouped)[1]
+    return shard_of(key, self.num_shards)
+
+  def of_item(self, item: corpus_lib.WorkItem) -> tuple:
+    return item.split, self._index(item.parts[0].rel, item.id)
+
+  def of_record(self, r: contract.TokenRecord) -> tuple:
+    return r.split, self._index(r.source.split(";")[0], r.id)
+
+  def of_dead(self, d: contract.DeadLetter) -> tuple:
+    return d.split, self._index(self.rel(d.path), d.id)
 
 
 
@@ -82,24 +135,65 @@ def _atomic_write(path: str, data: bytes) -> None:
   FileSystems.rename([tmp], [path])
 
 
+def _pause_hook() -> None:
+  spec = os.environ.get(PAUSE_ENV)
+  if not spec:
+    return
+  _commits[0] += 1
+  n, _, path = spec.partition(":")
+  if _commits[0] == int(n):
+    with open(path, "w") as f:
+      f.write(str(os.getpid()))
+    time.sleep(3600)
+
+
 class _WriteShardFn(beam.DoFn):
   """Writes one shard: records sorted by id, then its manifest (the commit)."""
 
-  def __init__(self, output_dir: str, num_shards: int, fingerprints: dict):
+  def __init__(self, output_dir: str, keys: ShardKeys, fingerprints: dict,
+               settings: Optional[dict]):
     self._out = output_dir
-    self._n = num_shards
+    self._keys = keys
+    self._n = keys.num_shards
     self._fp = fingerprints
+    self._settings = settings
+    self._lost = counter("internal_lost")
+
+  def _account(self, split, inputs, records, dead):
+    """Dead letters for inputs that are neither a record nor a dead letter."""
+    seen = {p for r in records for p in r.source.split(";")}
+    seen |= {self._keys.rel(p) for d in dead for p in d.path.split(";")}
+    for rel in sorted(set(inputs) - seen):
+      if corpus_lib.is_transcript(rel):
+        continue
+      self._lost.inc()
+      yield contract.DeadLetter(
+          path=posixpath.join(self._keys.root, rel), id="", split=split,
+          step="internal", reason="input was neither written nor "
+          "dead-lettered by the job (a bug; please report it)")
 
   def process(self, element):
     (split, index), grouped = element
     records = sorted(grouped["records"], key=lambda r: r.id)
-    dead = sorted(grouped["dead"], key=lambda d: (d.path, d.step))
+    dead = list(grouped["dead"])
+    inputs = sorted(set(grouped.get("inputs", ())))
+    dead = sorted(dead + list(self._account(split, inputs, records, dead)),
+                  key=lambda d: (d.path, d.step))
+    if not inputs:  # archives: inputs are what the job read
+      inputs = sorted({p for r in records for p in r.source.split(";")} |
+                      {self._keys.rel(d.path) for d in dead})
     final = posixpath.join(self._out, split,
                            contract.shard_name(split, index, self._n))
-    _atomic_write(final, _tfrecord_bytes(r.to_example_bytes() for r in records))
+    data = _tfrecord_bytes(r.to_example_bytes() for r in records)
+    _atomic_write(final, data)
+    flagged: dict[str, list] = {}
+    for r in records:
+      for flag in r.flags:
+        flagged.setdefault(flag, []).append(r.id)
     manifest = {
         "split": split, "shard": index, "num_shards": self._n,
         "file": posixpath.basename(final), "fingerprints": self._fp,
+        "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
         "records": len(records), "failed": len(dead),
         "num_samples": sum(r.num_samples for r in records),
         "semantic_tokens": sum(int(r.semantic_tokens.size) for r in records),
@@ -107,33 +201,50 @@ class _WriteShardFn(beam.DoFn):
                                for r in records),
         "ids": [r.id for r in records],
         "dead_letters": [dataclasses.asdict(d) for d in dead],
+        "inputs": inputs, "flagged": flagged,
     }
+    if self._settings is not None:
+      manifest["settings"] = self._settings
     _atomic_write(manifest_path(self._out, split, index, self._n),
                   json.dumps(manifest, sort_keys=True).encode("utf-8"))
+    _pause_hook()
     yield (split, index)
 
 
 class WriteTokenShards(beam.PTransform):
-  """(records, dead letters) -> committed shards; yields (split, shard) keys."""
+  """(records, dead letters[, inputs]) -> committed shards.
 
-  def __init__(self, *, output_dir: str, num_shards: int, fingerprints: dict):
+  Yields the ``(split, shard)`` keys written. ``inputs``, when given, is a
+  PCollection of ``((split, shard), relative path)`` (see
+  :func:`corpus.inputs_by_shard`) that each manifest records.
+  """
+
+  def __init__(self, *, output_dir: str, num_shards: int, fingerprints: dict,
+               settings: Optional[dict] = None,
+               keys: Optional[ShardKeys] = None):
     super().__init__()
     self._out = output_dir
-    self._n = num_shards
+    self._keys = keys or ShardKeys(num_shards)
+    if self._keys.num_shards != num_shards:
+      raise ValueError("keys.num_shards differs from num_shards")
     self._fp = fingerprints
+    self._settings = settings
 
   def expand(self, pcolls):
-    records, dead = pcolls
-    n = self._n
-    keyed_records = records | "KeyRecords" >> beam.Map(
-        lambda r: ((r.split, shard_of(r.id, n)), r))
-    keyed_dead = dead | "KeyDead" >> beam.Map(
-        lambda d: ((d.split, shard_of(d.id or d.path, n)), d))
+    records, dead = pcolls[0], pcolls[1]
+    keys = self._keys
+    groups = {
+        "records": records | "KeyRecords" >> beam.Map(
+            lambda r: (keys.of_record(r), r)),
+        "dead": dead | "KeyDead" >> beam.Map(lambda d: (keys.of_dead(d), d)),
+    }
+    if len(pcolls) > 2:
+      groups["inputs"] = pcolls[2]
     return (
-        {"records": keyed_records, "dead": keyed_dead}
+        groups
         | "GroupShards" >> beam.CoGroupByKey()
         | "WriteShards" >> beam.ParDo(
-            _WriteShardFn(self._out, self._n, self._fp)))
+            _WriteShardFn(self._out, keys, self._fp, self._settings)))
 
 
 def summarize(manifests: Iterable[dict]) -> dict:
@@ -143,13 +254,18 @@ def summarize(manifests: Iterable[dict]) -> dict:
     s = splits.setdefault(m["split"], {
         "records": 0, "failed": 0, "num_samples": 0, "semantic_tokens": 0,
         "acoustic_frames": 0, "shards": 0, "num_shards": m["num_shards"],
-        "failed_by_step": {}})
+        "failed_by_step": {}, "flagged": {}})
     for k in ("records", "failed", "num_samples", "semantic_tokens",
               "acoustic_frames"):
       s[k] += m[k]
     s["shards"] += 1
     for d in m["dead_letters"]:
       s["failed_by_step"][d["step"]] = s["failed_by_step"].get(d["step"], 0) + 1
+    if "file" in m:
+      s["shards_committed"] = sorted(s.get("shards_committed", []) +
+                                     [m["file"]])
+    for flag, ids in (m.get("flagged") or {}).items():
+      s["flagged"][flag] = s["flagged"].get(flag, 0) + len(ids)
   for s in splits.values():
     s["hours"] = round(s["num_samples"] / audio.constants.SAMPLE_RATE / 3600,
                        6)
@@ -189,25 +305,6 @@ class WriteDatasetInfo(beam.PTransform):
     return (written
             | "CountShards" >> beam.combiners.Count.Globally()
             | "WriteInfo" >> beam.ParDo(_WriteInfoFn(self._out, self._info)))
-
-
-def done_shards(output_dir: str, fingerprints: dict, num_shards: int
-                ) -> frozenset:
-  """(split, shard) pairs already committed by an earlier run.
-
-  Raises:
-    ValueError: if the output holds shards of other tokenizers or shard count.
-  """
-  done = set()
-  for m in read_manifests(output_dir):
-    if m["fingerprints"] != fingerprints or m["num_shards"] != num_shards:
-      raise ValueError(
-          f"{output_dir} holds shards written with other settings "
-          f"(fingerprints {m['fingerprints']}, num_shards {m['num_shards']}); "
-          f"this run has {fingerprints}, {num_shards}. Use a new --output_dir "
-          "or delete the old one.")
-    done.add((m["split"], m["shard"]))
-  return frozenset(done)
 
 
 def dataset_versions() -> dict:

@@ -34,12 +34,14 @@ from typing import Optional
 
 from apache_beam.io.filesystems import FileSystems
 
+from .options import UserError
+
 LOCK_FILENAME = "_WRITER_LOCK.json"
 DEFAULT_STALE_SECONDS = 900.0
 DEFAULT_HEARTBEAT_SECONDS = 60.0
 
 
-class LockHeldError(RuntimeError):
+class LockHeldError(UserError):
   """Another live job holds the output directory."""
 
 

@@ -176,11 +176,17 @@ class ResolvedCorpus:
     return steps
 
   def file_patterns(self, split: str) -> list:
+    """The committed shard files of a task split (see :func:`committed_shards`).
+
+    Not a glob: a shard written before a crash but never committed is not
+    read, and a committed shard that is missing or differs from its manifest
+    raises :class:`CorruptShardError` naming the file.
+    """
     if split not in self.split_map:
       raise ValueError(f"task split: expected one of {sorted(self.split_map)},"
                        f" found {split!r}")
-    return [self.info.shard_pattern(self.data_dir, s)
-            for s in self.split_map[split]]
+    return [path for s in self.split_map[split]
+            for path in committed_shards(self.data_dir, s)]
 
   def num_records(self, split: str) -> Optional[int]:
     """Records of a task split from ``dataset_info.json``, if it says."""
@@ -211,7 +217,70 @@ def _load_info(data_dir: str) -> contract.DatasetInfo:
   return contract.DatasetInfo.load(data_dir)
 
 
+class CorruptShardError(IOError):
+  """A committed shard is missing or does not match its manifest."""
+
+
+MANIFEST_SUFFIX = ".manifest.json"
+VERIFY_ENV = "AUDIOLM_VERIFY_SHARDS"  # sha256 (default) | size
+
+
+def _sha256(path: str) -> str:
+  import hashlib  # pylint: disable=g-import-not-at-top
+  h = hashlib.sha256()
+  with tf.io.gfile.GFile(path, "rb") as f:
+    while True:
+      chunk = f.read(1 << 22)
+      if not chunk:
+        return h.hexdigest()
+      h.update(chunk)
+
+
+@functools.lru_cache(maxsize=64)
+def committed_shards(data_dir: str, split: str,
+                     check: Optional[str] = None) -> Tuple[str, ...]:
+  """Shard files of one corpus split that a manifest commits, checked once.
+
+  Each manifest (written by the tokenization job after its shard) gives the
+  shard's file, size and sha256. ``check``: ``"sha256"`` (default, from
+  ``$AUDIOLM_VERIFY_SHARDS``; reads each shard once per process) or
+  ``"size"`` (cheap; a flipped byte is then only caught by the TFRecord
+  checksum, whose error does not name the file).
+
+  Raises:
+    FileNotFoundError: the split has no committed shard.
+    CorruptShardError: a committed shard is missing or differs from its
+      manifest (the message names the file).
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  check = check or os.environ.get(VERIFY_ENV, "sha256")
+  pattern = os.path.join(data_dir, split, "*" + MANIFEST_SUFFIX)
+  manifests = sorted(tf.io.gfile.glob(pattern))
+  if not manifests:
+    raise FileNotFoundError(f"no committed shards of split {split!r}: "
+                            f"nothing matches {pattern}")
+  out = []
+  for manifest_path in manifests:
+    with tf.io.gfile.GFile(manifest_path, "r") as f:
+      m = json.load(f)
+    path = os.path.join(data_dir, split, m["file"])
+    fix = ("rerun the tokenization job on this output to redo it (python -m "
+           "pipelines.verify lists every problem)")
+    if not tf.io.gfile.exists(path):
+      raise CorruptShardError(f"{path}: committed shard is missing; {fix}")
+    size = tf.io.gfile.stat(path).length
+    if "bytes" in m and size != m["bytes"]:
+      raise CorruptShardError(f"{path}: corrupt shard ({size} bytes, its "
+                              f"manifest says {m['bytes']}); {fix}")
+    if check == "sha256" and "sha256" in m and _sha256(path) != m["sha256"]:
+      raise CorruptShardError(f"{path}: corrupt shard (sha256 differs from "
+                              f"its manifest); {fix}")
+    out.append(path)
+  return tuple(out)
+
+
 def _default_splits(available: Sequence[str], task_split: str) -> Tuple[str, ...]:
+  available = [s for s in available if not s.startswith("_")]  # "_unsplit"
   if task_split == TRAIN:
     return tuple(s for s in available if not s.startswith(("dev", "test")))
   if "dev-clean" in available:
