@@ -34,6 +34,8 @@ import sys
 import traceback
 from typing import Any, Callable, Optional, Sequence
 
+from audiolm_t5x import constants
+
 
 class UserError(ValueError):
   """A mistake the user can fix: reported as one message, exit status 2."""
@@ -363,8 +365,13 @@ def add_tokenizer_flags(parser: argparse.ArgumentParser, *,
       "saved_model")
   parser.add_argument(
       "--acoustic_option", action="append", default=[], metavar="KEY=VALUE",
-      help="option of the acoustic backend, repeatable (lyra: levels=30, "
-      "pack=1, resolver=xnnpack|builtin; dac: model=PATH, levels=12)")
+      help="option of the acoustic backend, repeatable (lyra: levels=N, "
+      "pack=P, resolver=xnnpack|builtin; dac: model=PATH, levels=12). "
+      "Without levels/pack, Lyra runs at "
+      f"levels={constants.LYRA_JOB_LEVELS} pack={constants.LYRA_JOB_PACK}: "
+      f"{constants.LYRA_JOB_LEVELS // constants.LYRA_JOB_PACK} tokens of "
+      f"{16 ** constants.LYRA_JOB_PACK} codes per frame, the layout the gin "
+      "files are sized for")
   parser.add_argument(
       "--lyra_dir", default=None,
       help="folder with Lyra's soundstream_encoder/quantizer/lyragan .tflite "
@@ -382,6 +389,9 @@ def semantic_options(args: argparse.Namespace) -> dict:
 def acoustic_options(args: argparse.Namespace) -> dict:
   opts = parse_options(args.acoustic_option)
   if args.acoustic_backend == "lyra":
+    if "levels" not in opts and "pack" not in opts:
+      opts.update(levels=constants.LYRA_JOB_LEVELS,
+                  pack=constants.LYRA_JOB_PACK)
     if args.lyra_dir:
       opts.setdefault("model_dir", args.lyra_dir)
     if args.lyra_download:

@@ -298,8 +298,12 @@ def test_cache_job_then_cached_reads_match(speech_dir, tmp_path_factory):
   from absl import flags  # pylint: disable=g-import-not-at-top
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()  # run_pipeline reads --base_seed (default)
+  from apache_beam.runners.portability.fn_api_runner import fn_runner  # pylint: disable=g-import-not-at-top
+
   cache_dir = str(tmp_path_factory.mktemp("cache"))
-  with TestPipeline() as p:
+  # The runner BUILD.md names for the cache job (the DirectRunner would first
+  # try to download Prism).
+  with TestPipeline(runner=fn_runner.FnApiRunner()) as p:
     cache_tasks_main.run_pipeline(p, [audiolm.COARSE_TASK], cache_dir)
   info = json.load(open(os.path.join(
       cache_dir, audiolm.COARSE_TASK, "info.train.json")))
