@@ -66,7 +66,8 @@ def main() -> None:
                       format="FLAC", subtype="PCM_16") as f:
       for _ in range(int(args.minutes)):
         f.write(sample_data.synth_utterance(rng, 60.0)[:960000])
-    fit_kmeans.run([f"--input_dir={tmp}", f"--output={tmp / 'km.npz'}",
+    fit_kmeans.run([f"--input_dir={tmp}", "--corpus=librilight",
+                    f"--output={tmp / 'km.npz'}",
                     "--k=16", "--frames_per_file=500"])
     common = [f"--input_dir={tmp}", "--corpus=librilight",
               f"--kmeans={tmp / 'km.npz'}",
