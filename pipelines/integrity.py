@@ -307,3 +307,21 @@ def run_verify(output_dir: str, *, check: str = SHA256, out=None) -> Report:
         f"({check} checked), {report.records} records, {report.failed} dead "
         f"letters; {'OK' if report.ok else 'PROBLEMS: ' + counts}", file=out)
   return report
+
+
+def write_manifest(shard_path: str, *, split: str, shard: int,
+                   num_shards: int, ids: Iterable[str] = ()) -> dict:
+  """Commits a shard written outside the job (benchmarks, synthetic data).
+
+  Writes the manifest that readers require: file, size and sha256 (plus
+  ``ids`` and ``records`` when given).
+  """
+  digest, size = file_digest(shard_path)
+  ids = list(ids)
+  manifest = {"split": split, "shard": shard, "num_shards": num_shards,
+              "file": posixpath.basename(shard_path), "bytes": size,
+              "sha256": digest, "records": len(ids), "ids": ids,
+              "failed": 0, "dead_letters": []}
+  with FileSystems.create(manifest_path(shard_path)) as f:
+    f.write(json.dumps(manifest, sort_keys=True).encode("utf-8"))
+  return manifest

@@ -100,6 +100,7 @@ class Prepared:
   listing: str
   num_entries: int
   plan: resume.Plan
+  infos: tuple = ()  # (semantic, acoustic) tokenizer descriptions
 
 
 def _archive_sizes(entries) -> list:
@@ -162,7 +163,8 @@ def _prepare(args, *, semantic, acoustic, semantic_options, acoustic_options,
     FileSystems.delete([listing])
   FileSystems.rename([tmp], [listing])
   return Prepared(settings=settings, done=plan.done, listing=listing,
-                  num_entries=len(entries), plan=plan)
+                  num_entries=len(entries), plan=plan,
+                  infos=(semantic, acoustic))
 
 
 def lock(args: argparse.Namespace, command: str,

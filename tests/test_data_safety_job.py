@@ -158,6 +158,12 @@ def test_rerun_verifies_and_repairs_deleted_and_corrupt_shards(
   assert _shards(out) == _shards(first)
   assert integrity.verify(str(out)).ok
   assert not os.path.exists(stray)
+  # A shard written before a crash but never committed is never read.
+  orphan = out / adv.SPLIT / f"{adv.SPLIT}-00007-of-00009.tfrecord"
+  shutil.copy(shards[0], orphan)
+  committed = stages.committed_shards(str(out), adv.SPLIT)
+  assert [os.path.basename(p) for p in committed] == [
+      os.path.basename(p) for p in shards]
   info = contract.DatasetInfo.load(str(out))
   assert info.splits[adv.SPLIT]["inputs"] == 15
 

@@ -26,6 +26,17 @@ ENV_VARS = ("AUDIOLM_DATA_DIR", "AUDIOLM_PIANO_DATA_DIR",
             "AUDIOLM_TRAIN_SPLITS", "AUDIOLM_VALIDATION_SPLITS")
 
 
+def _commit(path, split, shard):
+  """Writes the shard's manifest, as the job does (readers read only those)."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  data = open(path, "rb").read()
+  manifest = {"split": split, "shard": shard, "num_shards": 2,
+              "file": os.path.basename(path), "bytes": len(data),
+              "sha256": hashlib.sha256(data).hexdigest()}
+  with open(path[: -len(contract.SHARD_SUFFIX)] + ".manifest.json", "w") as f:
+    json.dump(manifest, f)
+
+
 def write_dataset(root, *, lengths, k=16, q=12, n=64, seed=0):
   """Writes contract records + dataset_info.json; returns {split: records}."""
   rng = np.random.default_rng(seed)
@@ -44,6 +55,7 @@ def write_dataset(root, *, lengths, k=16, q=12, n=64, seed=0):
               acoustic_tokens=rng.integers(0, n, (ns // 320, q)))
           w.write(rec.to_example_bytes())
           records[split].append(rec)
+      _commit(name, split, shard)
     counts[split] = {"records": len(sample_counts)}
   info = contract.DatasetInfo(
       semantic={"name": "test", "fingerprint": "s", "codebook_size": k,
