@@ -249,6 +249,12 @@ class _DropNoise(logging.Filter):
     return not any(n in message for n in self._NOISE)
 
 
+# Installed on import: commands import this module before Beam, whose import
+# logs the apitools warning (a filter on the root logger drops only the lines
+# above).
+logging.getLogger().addFilter(_DropNoise())
+
+
 def setup_logging(verbose: bool) -> None:
   """Quiet logs for a command (before Beam or TensorFlow are imported).
 
@@ -261,18 +267,18 @@ def setup_logging(verbose: bool) -> None:
   if not any(isinstance(f, _DropNoise) for f in root.filters):
     root.addFilter(_DropNoise())
   if verbose:
-    logging.basicConfig(level=logging.INFO,
+    logging.basicConfig(level=logging.INFO, force=True,
                         format="%(levelname)s %(name)s: %(message)s")
     return
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  logging.basicConfig(level=logging.WARNING,
+  logging.basicConfig(level=logging.WARNING, force=True,
                       format="%(levelname)s %(name)s: %(message)s")
   for name in ("apache_beam", "absl"):
     logging.getLogger(name).setLevel(logging.WARNING)
-  _import_tensorflow_quietly()
+  import_tensorflow_quietly()
 
 
-def _import_tensorflow_quietly() -> None:
+def import_tensorflow_quietly(verbose: bool = False) -> None:
   """Imports TensorFlow (if installed) with the process's stderr muted.
 
   TensorFlow's C++ runtime logs "Could not find cuda drivers" through absl
@@ -281,8 +287,11 @@ def _import_tensorflow_quietly() -> None:
   tokenizers and tasks import TensorFlow anyway; an import error is raised
   after stderr is restored.
   """
-  if "tensorflow" in sys.modules:
+  if verbose or "tensorflow" in sys.modules:
     return
+  # Read by TensorFlow's C++ runtime when it loads (e.g. "failed call to
+  # cuInit" on machines without a GPU is an error-level line).
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   import importlib.util  # pylint: disable=g-import-not-at-top
 
   if importlib.util.find_spec("tensorflow") is None:

@@ -27,6 +27,51 @@ def _local_splits(root: str) -> list[str]:
     return []
 
 
+def check_input_dir(input_dir: str, *, splits: Sequence[str] = (),
+                    archives: bool = False) -> None:
+  """Refuses a missing input folder or split folder (local paths; cheap)."""
+  root = input_dir.rstrip("/") or "/"
+  if not corpus_lib.is_local(root):
+    return  # listed (and refused if empty) by the launcher
+  if not os.path.exists(root):
+    raise UserError(f"--input_dir {root} does not exist")
+  if not os.path.isdir(root):
+    raise UserError(f"--input_dir {root} is a file, not a folder")
+  if archives:
+    return
+  missing = [s for s in splits if not os.path.isdir(os.path.join(root, s))]
+  if missing:
+    found = _local_splits(root)
+    raise UserError(
+        f"--splits: no folder {', '.join(missing)} in {root}"
+        + (f"; splits found: {', '.join(found)}" if found else ""))
+
+
+def no_candidates(input_dir: str, *, splits: Sequence[str] = (),
+                  archives: bool = False) -> UserError:
+  """The error for an input that yields nothing, with the likely fix."""
+  root = input_dir.rstrip("/") or "/"
+  if archives:
+    return UserError(
+        f"--archives: no .tar.gz / .tgz / .tar archives in {root}; without "
+        "--archives the job reads <split>/<speaker>/<chapter>/ folders")
+  suffixes = "/".join(s.lstrip(".") for s in corpus_lib.AUDIO_SUFFIXES)
+  where = (", ".join(posixpath.join(root, s) for s in splits) if splits
+           else root)
+  hint = ""
+  try:
+    if any(not e.problem for e in corpus_lib.list_archives(root)):
+      hint = "; it holds archives: add --archives to read them"
+  except corpus_lib.CorpusError:
+    pass
+  if not hint and corpus_lib.is_local(root) and not splits:
+    found = _local_splits(root)
+    if found:
+      hint = (f"; expected <split>/<speaker>/<chapter>/<file> under it (its "
+              f"folders: {', '.join(found[:5])})")
+  return UserError(f"no audio files ({suffixes}) under {where}{hint}")
+
+
 def list_candidates(input_dir: str, *, splits: Sequence[str] = (),
                     archives: bool = False,
                     follow_external_links: bool = False
@@ -42,10 +87,8 @@ def list_candidates(input_dir: str, *, splits: Sequence[str] = (),
       could become a record; the message says what was looked for and the
       likely fix.
   """
+  check_input_dir(input_dir, splits=splits, archives=archives)
   root = input_dir.rstrip("/") or "/"
-  local = corpus_lib.is_local(root)
-  if local and not os.path.exists(root):
-    raise UserError(f"--input_dir {root} does not exist")
   try:
     if archives:
       entries = corpus_lib.list_archives(root)
@@ -53,33 +96,11 @@ def list_candidates(input_dir: str, *, splits: Sequence[str] = (),
       entries = corpus_lib.list_inputs(
           root, splits=splits, follow_external_links=follow_external_links)
   except corpus_lib.CorpusError as e:
-    found = _local_splits(root) if local else []
-    hint = f"; splits found: {', '.join(found)}" if found else ""
-    raise UserError(f"{e}{hint}") from e
-  if archives:
-    if not entries:
-      raise UserError(
-          f"--archives: no .tar.gz / .tgz / .tar archives in {root}; without "
-          "--archives the job reads <split>/<speaker>/<chapter>/ folders")
-    return entries
-  audio = [e for e in entries if e.kind == "audio"]
-  if audio:
-    return entries
-  suffixes = "/".join(s.lstrip(".") for s in corpus_lib.AUDIO_SUFFIXES)
-  where = (", ".join(posixpath.join(root, s) for s in splits) if splits
-           else root)
-  hint = ""
-  try:
-    if corpus_lib.list_archives(root):
-      hint = "; it holds archives: add --archives to read them"
-  except corpus_lib.CorpusError:
-    pass
-  if not hint and local and not splits:
-    found = _local_splits(root)
-    if found:
-      hint = (f"; expected <split>/<speaker>/<chapter>/<file> under it (its "
-              f"folders: {', '.join(found[:5])})")
-  raise UserError(f"no audio files ({suffixes}) under {where}{hint}")
+    raise UserError(str(e)) from e
+  if not any(e.kind in (corpus_lib.AUDIO, corpus_lib.ARCHIVE)
+             for e in entries):
+    raise no_candidates(root, splits=splits, archives=archives)
+  return entries
 
 
 def check_output_dir(path: str, *, flag: str = "--output_dir") -> None:
@@ -136,7 +157,8 @@ def check_layout(*, semantic_codebook_size: int, acoustic_levels: int,
 
   Returns:
     Warnings (also printed to ``out``, default stderr): the feature lengths
-    that such data gives the tasks and that differ from the gin files'.
+    that such data gives the tasks and that exceed the gin files' (the
+    feature converter would trim them).
   """
   # pylint: disable=g-import-not-at-top
   from audiolm_t5x.tasks import audiolm
@@ -168,7 +190,7 @@ def check_layout(*, semantic_codebook_size: int, acoustic_levels: int,
                                  coarse_levels=constants.COARSE_LEVELS)
     gin = audiolm.TASK_FEATURE_LENGTHS[task]
     for key in sorted(got):
-      if got[key] != gin.get(key):
+      if got[key] > gin.get(key, got[key]):  # shorter data is only padded
         warnings.append(
             f"{task} {key}: up to {got[key]} ids with Q={q} acoustic levels, "
             f"but t5x_configs/stages/*.gin feeds {gin.get(key)} (made for "

@@ -31,39 +31,51 @@ the others; settings that differ from the committed shards are refused.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import posixpath
-import shlex
 import sys
+import tempfile
+import time
 from typing import Optional, Sequence
 
+from . import options as options_lib  # first: it quiets Beam's import
+# pylint: disable=g-bad-import-order,wrong-import-order
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from audiolm_t5x import constants
 from audiolm_t5x import contract
 from . import corpus as corpus_lib
-from . import options as options_lib
+from . import preflight
+from . import progress
 from . import read_corpus
 from . import job_guard
-from . import reporting
 from . import tokenize_audio
 from . import unique_ids
 from . import write_shards
+from .tokenizers import base
+
+PROG = "python -m pipelines.tokenize_corpus"
+MODULE = "audiolm_t5x.pipelines.tokenize_corpus"
 
 
-def make_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def make_parser() -> options_lib.CommandParser:
+  p = options_lib.CommandParser(prog=PROG,
+                                description=__doc__.split("\n\n")[0])
   p.add_argument("--input_dir", required=True,
                  help="corpus root with <split>/ folders (or, with "
                  "--archives, a folder of .tar.gz); any Beam filesystem")
-  p.add_argument("--output_dir", required=True)
+  p.add_argument("--output_dir", required=True,
+                 help="where shards, manifests, dataset_info.json and "
+                 "dead_letter.jsonl go; any Beam filesystem")
   p.add_argument("--kmeans", required=True,
                  help="semantic codebook .npz from pipelines.fit_kmeans")
   p.add_argument("--corpus", default=corpus_lib.LIBRISPEECH,
-                 choices=corpus_lib.CORPORA)
+                 choices=corpus_lib.CORPORA,
+                 help="layout of the corpus (librilight: no transcripts)")
   p.add_argument("--splits", default="",
-                 help="comma-separated split names (default: all found)")
+                 help="comma-separated split names (empty: all found)")
   p.add_argument("--archives", action="store_true",
                  help="read the released .tar.gz archives, streamed")
   p.add_argument("--group_seconds", type=float, default=None,
@@ -111,14 +123,17 @@ def tokenizer_infos(args: argparse.Namespace,
 
 def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, *,
                    command: str = "",
-                   prepared: job_guard.Prepared) -> beam.PCollection:
+                   prepared: job_guard.Prepared,
+                   progress_dir: Optional[str] = None) -> beam.PCollection:
   """Wires the job; returns the PCollection of the final per-split summary.
 
   ``prepared`` (:func:`job_guard.prepare`) holds the listing, the settings
-  and the committed shards this run skips.
+  and the committed shards this run skips. With ``progress_dir`` (local
+  runs), records and dead letters are counted there for
+  :class:`progress.ProgressPrinter`.
   """
   spec = tokenizer_spec(args)
-  sem_info, ac_info = tokenizer_infos(args, spec)
+  sem_info, ac_info = prepared.infos or tokenizer_infos(args, spec)
   fingerprints = {"semantic": sem_info["fingerprint"],
                   "acoustic": ac_info["fingerprint"]}
   done = prepared.done
@@ -151,6 +166,11 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, *,
   dead = ((read_dead, dup_dead, tok_dead) | "AllDead" >> beam.Flatten()
           | "SkipCommittedDead" >> beam.Filter(
               lambda d: keys.of_dead(d) not in done))
+  if progress_dir:
+    records = records | "NoteRecords" >> beam.ParDo(
+        progress.NoteProgressFn(progress_dir))
+    dead = dead | "NoteDead" >> beam.ParDo(
+        progress.NoteProgressFn(progress_dir))
   shard_inputs = (records, dead)
   if not args.archives:
     inputs = (entries
@@ -166,9 +186,17 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, *,
       output_dir=args.output_dir, info=info)
 
 
-def print_summary(output_dir: str, result=None, out=sys.stdout) -> dict:
+def print_summary(output_dir: str, result=None, out=sys.stdout, *,
+                  wall_seconds: Optional[float] = None) -> dict:
   """Prints counts per split and the counters; returns the dataset info."""
   info = contract.DatasetInfo.load(output_dir)
+  counters = options_lib.counters(result) if result is not None else {}
+  if wall_seconds is not None:
+    hours = counters.get("audio_seconds_x1000", 0) / 1000 / 3600
+    rate = hours / (wall_seconds / 3600) if wall_seconds > 0 else 0.0
+    print(f"done in {wall_seconds:.1f} s: {counters.get('written', 0)} "
+          f"records ({hours:.3f} h of audio, {rate:.1f} h audio per hour), "
+          f"{counters.get('failed', 0)} failed, this run", file=out)
   print(f"dataset_info: {posixpath.join(output_dir, 'dataset_info.json')}",
         file=out)
   print(f"semantic: {info.semantic['name']} (K={info.semantic_codebook_size},"
@@ -182,11 +210,6 @@ def print_summary(output_dir: str, result=None, out=sys.stdout) -> dict:
           f"{s['acoustic_frames']} acoustic frames, failed by step "
           f"{s['failed_by_step']}", file=out)
   if result is not None:
-    counters = {}
-    for c in result.metrics().query()["counters"]:
-      if c.key.metric.namespace == reporting.NAMESPACE:  # summed over steps
-        counters[c.key.metric.name] = (counters.get(c.key.metric.name, 0) +
-                                       c.committed)
     print(f"counters (this run): {json.dumps(counters, sort_keys=True)}",
           file=out)
   dead = posixpath.join(output_dir, contract.DEAD_LETTER_FILENAME)
@@ -194,36 +217,83 @@ def print_summary(output_dir: str, result=None, out=sys.stdout) -> dict:
   return info
 
 
-def run(argv: Optional[Sequence[str]] = None) -> dict:
+def _checked_infos(args: argparse.Namespace) -> tuple[dict, dict]:
+  """Loads the tokenizers' descriptions; a user's mistake is a UserError."""
+  preflight.check_readable(args.kmeans, flag="--kmeans")
+  try:
+    sem_info, ac_info = tokenizer_infos(args, tokenizer_spec(args))
+  except base.TokenizerError as e:  # model files missing or unreadable
+    raise options_lib.UserError(str(e)) from e
+  except (OSError, ValueError) as e:
+    if isinstance(e, options_lib.UserError):
+      raise
+    raise options_lib.UserError(f"{type(e).__name__}: {e}") from e
+  preflight.check_layout(
+      semantic_codebook_size=int(sem_info["codebook_size"]),
+      acoustic_levels=int(ac_info["levels"]),
+      acoustic_codebook_size=int(ac_info["codebook_size"]))
+  return sem_info, ac_info
+
+
+def run(argv: Optional[Sequence[str]] = None, *,
+        command: Optional[str] = None) -> dict:
+  """Runs the job; returns the output's dataset info.
+
+  Raises:
+    options_lib.UserError: a bad flag, an unusable input or output, model or
+      codebook files that cannot be read, or an acoustic layout the tasks
+      cannot take; raised before any compute.
+  """
   argv = list(sys.argv[1:] if argv is None else argv)
-  args, beam_args = make_parser().parse_known_args(argv)
+  args, beam_args = options_lib.parse_args(make_parser(), argv)
+  start = time.time()
   options_lib.check_backends(args)
-  opts = PipelineOptions(beam_args)
-  command = "python -m pipelines.tokenize_corpus " + shlex.join(argv)
-  spec = tokenizer_spec(args)
-  sem_info, ac_info = tokenizer_infos(args, spec)
-  with job_guard.lock(args, command):
+  preflight.check_input_dir(args.input_dir,
+                            splits=[s for s in args.splits.split(",") if s],
+                            archives=args.archives)
+  preflight.check_output_dir(args.output_dir)
+  opts = options_lib.pipeline_options(beam_args, verbose=args.verbose)
+  local = options_lib.runs_in_process(opts)
+  command = command or options_lib.command_line(MODULE, argv)
+  with job_guard.lock(args, command):  # before any compute
+    sem_info, ac_info = _checked_infos(args)
     prepared = job_guard.prepare(
         args, semantic=sem_info, acoustic=ac_info,
         semantic_options=options_lib.semantic_options(args),
         acoustic_options=options_lib.acoustic_options(args))
+    audio_inputs = _audio_inputs(prepared)
+    if not prepared.num_entries or audio_inputs == 0:
+      raise preflight.no_candidates(
+          args.input_dir, splits=[s for s in args.splits.split(",") if s],
+          archives=args.archives)
     print(f"{prepared.num_entries} candidates listed; "
           f"{len(prepared.done)} committed shards kept, "
           f"{len(prepared.plan.redo)} redone", flush=True)
-    with beam.Pipeline(options=opts) as p:
-      build_pipeline(p, args, command=command, prepared=prepared)
-    result = p.result
-  return print_summary(args.output_dir, result)
+    with tempfile.TemporaryDirectory(prefix="audiolm_progress_") as tmp:
+      folder = os.path.join(tmp, "progress") if local else None
+      p = options_lib.make_pipeline(opts)
+      build_pipeline(p, args, command=command, prepared=prepared,
+                     progress_dir=folder)
+      with (progress.ProgressPrinter(folder, total=audio_inputs) if folder
+            else contextlib.nullcontext()):
+        result = p.run()
+        result.wait_until_finish()
+  return print_summary(args.output_dir, result,
+                       wall_seconds=time.time() - start)
+
+
+def _audio_inputs(prepared: job_guard.Prepared) -> Optional[int]:
+  """Audio candidates of the listing (None for archives: unknown)."""
+  if any(e.kind == corpus_lib.ARCHIVE
+         for e in read_corpus._read_listing(prepared.listing)):  # pylint: disable=protected-access
+    return None
+  return sum(1 for e in read_corpus._read_listing(prepared.listing)  # pylint: disable=protected-access
+             if e.kind == corpus_lib.AUDIO)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  """Console-script entry: runs the job, returns the exit status."""
-  try:
-    run(argv)
-  except job_guard.UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  return 0
+  """Console entry (``audiolm-tokenize``): exit status, 2 on user errors."""
+  return options_lib.main(run, PROG, argv)
 
 
 if __name__ == "__main__":

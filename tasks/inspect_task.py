@@ -20,11 +20,16 @@ import collections
 import sys
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
+from audiolm_t5x.pipelines import options as options_lib
+
+if __name__ == "__main__":  # before seqio: TensorFlow's pre-absl log lines
+  options_lib.import_tensorflow_quietly(verbose="--verbose" in sys.argv)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np
 import seqio
 
 from audiolm_t5x import contract
-from audiolm_t5x.pipelines import options as options_lib
 from . import audiolm
 from . import preprocessors as prep
 from . import stages
