@@ -32,12 +32,13 @@ from typing import Optional, Sequence
 
 from audiolm_t5x.pipelines import options as options_lib
 
-PROG = "python -m audiolm_t5x.demo"
 
 # The speech tasks, in the order of the stages (registered in tasks.audiolm).
 SPEECH_TASKS = ("audiolm_semantic_v001", "audiolm_coarse_v001",
                 "audiolm_fine_v001", "audiolm_semantic_prompt_v001")
 
+
+MODULE = "audiolm_t5x.demo"
 
 def _find_lyra(flag: Optional[str]) -> tuple[Optional[str], str]:
   from audiolm_t5x.pipelines.tokenizers import lyra  # pylint: disable=g-import-not-at-top
@@ -57,7 +58,7 @@ def _find_lyra(flag: Optional[str]) -> tuple[Optional[str], str]:
 
 def make_parser() -> options_lib.CommandParser:
   parser = options_lib.CommandParser(
-      prog=PROG, description=__doc__.split("\n\n")[0])
+      prog=options_lib.invocation(MODULE), description=__doc__.split("\n\n")[0])
   parser.add_argument("--output_dir", default="/tmp/audiolm_demo",
                       help="where the sample, codebook and records go")
   parser.add_argument("--input_dir", default=None,
@@ -126,7 +127,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """Console entry: runs the demo; exit status (2: a user error)."""
-  return options_lib.main(run, PROG, argv)
+  return options_lib.main(run, MODULE, argv)
 
 
 if __name__ == "__main__":

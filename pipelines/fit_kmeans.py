@@ -32,12 +32,11 @@ from audiolm_t5x import constants
 from . import corpus as corpus_lib
 from . import options as options_lib
 
-PROG = "python -m pipelines.fit_kmeans"
 MODULE = "audiolm_t5x.pipelines.fit_kmeans"
 
 
 def make_parser() -> options_lib.CommandParser:
-  p = options_lib.CommandParser(prog=PROG,
+  p = options_lib.CommandParser(prog=options_lib.invocation(MODULE),
                                 description=__doc__.split("\n\n")[0])
   p.add_argument("--input_dir", required=True,
                  help="corpus root with <split>/ folders (or, with "
@@ -158,7 +157,7 @@ def run(argv: Optional[Sequence[str]] = None, *,
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """Console entry (``audiolm-fit-kmeans``): exit status, 2 on user errors."""
-  return options_lib.main(run, PROG, argv)
+  return options_lib.main(run, MODULE, argv)
 
 
 if __name__ == "__main__":

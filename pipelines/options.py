@@ -309,16 +309,18 @@ def import_tensorflow_quietly(verbose: bool = False) -> None:
     os.close(saved)
 
 
-def main(run: Callable[[Sequence[str]], Any], prog: str,
+def main(run: Callable[[Sequence[str]], Any], module: str,
          argv: Optional[Sequence[str]] = None) -> int:
   """Runs a command's ``run(argv)``; returns the process exit status.
 
-  A :class:`UserError` prints ``<prog>: error: <message>`` and returns 2 (the
+  ``module`` is the command's canonical module name (for :func:`invocation`).
+  A :class:`UserError` prints ``<command>: error: <message>`` and returns 2 (the
   traceback too with ``--verbose``); success returns 0. Console scripts and
   ``python -m`` both ``sys.exit`` with the result, so no return value is
   printed.
   """
   argv = list(sys.argv[1:] if argv is None else argv)
+  prog = invocation(module)
   verbose = "--verbose" in argv
   setup_logging(verbose)
   try:

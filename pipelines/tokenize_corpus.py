@@ -56,12 +56,11 @@ from . import unique_ids
 from . import write_shards
 from .tokenizers import base
 
-PROG = "python -m pipelines.tokenize_corpus"
 MODULE = "audiolm_t5x.pipelines.tokenize_corpus"
 
 
 def make_parser() -> options_lib.CommandParser:
-  p = options_lib.CommandParser(prog=PROG,
+  p = options_lib.CommandParser(prog=options_lib.invocation(MODULE),
                                 description=__doc__.split("\n\n")[0])
   p.add_argument("--input_dir", required=True,
                  help="corpus root with <split>/ folders (or, with "
@@ -293,7 +292,7 @@ def _audio_inputs(prepared: job_guard.Prepared) -> Optional[int]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """Console entry (``audiolm-tokenize``): exit status, 2 on user errors."""
-  return options_lib.main(run, PROG, argv)
+  return options_lib.main(run, MODULE, argv)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ from . import stages
 from . import vocabulary as vocabulary_lib
 
 
+MODULE = "audiolm_t5x.tasks.inspect_task"
+
 def task_examples(task_name: str, *, split: str, seed: int = 0,
                   data_dir: Optional[str] = None) -> Iterable[dict]:
   """Yields numpy examples of a task with crop metadata (no cache, no shuffle).
@@ -146,12 +148,12 @@ def _fmt(stats: Mapping[str, float]) -> str:
   return "  ".join(f"{k} {v:.1f}" for k, v in stats.items())
 
 
-PROG = "python -m tasks.inspect_task"
 
 
 def make_parser() -> options_lib.CommandParser:
   parser = options_lib.CommandParser(
-      prog=PROG, description=__doc__.split("\n\n")[0], beam=False)
+      prog=options_lib.invocation(MODULE),
+      description=__doc__.split("\n\n")[0], beam=False)
   parser.add_argument("--task", required=True,
                       choices=sorted(audiolm.TASK_STAGES),
                       help="registered task to show")
@@ -175,7 +177,7 @@ def make_parser() -> options_lib.CommandParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
   """Console entry: prints examples and statistics; exit status."""
-  return options_lib.main(run, PROG, argv)
+  return options_lib.main(run, MODULE, argv)
 
 
 def run(argv: Optional[List[str]] = None) -> dict:

@@ -92,8 +92,8 @@ def test_unknown_flags_are_errors_with_a_suggestion(capsys, tmp_path):
           "--kmeans=k.npz"]
   msg = _error(tokenize_corpus.main, base + ["--levels=24"], capsys)
   assert msg == (
-      "python -m pipelines.tokenize_corpus: error: unknown flag --levels=24 (a "
-      "backend option: --acoustic_option=levels=N): neither this command nor "
+      "python -m audiolm_t5x.pipelines.tokenize_corpus: error: unknown flag "
+      "--levels=24 (a backend option: --acoustic_option=levels=N): neither this command nor "
       "Beam's PipelineOptions knows it (see --help)")
   msg = _error(tokenize_corpus.main, base + ["--num-shards=4"], capsys)
   assert "unknown flag --num-shards=4 (did you mean --num_shards?)" in msg
