@@ -35,7 +35,9 @@ The Beam transforms that use these functions are in
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
+import io
 import os
 import posixpath
 import re
@@ -450,6 +452,27 @@ def unsafe_member_reason(member: tarfile.TarInfo) -> Optional[str]:
   return None
 
 
+class _Prefixed(io.RawIOBase):
+  """A stream whose first bytes were already read (to sniff the format)."""
+
+  def __init__(self, head: bytes, rest: BinaryIO):
+    self._head = head
+    self._rest = rest
+
+  def readable(self) -> bool:
+    return True
+
+  def readinto(self, buf) -> int:
+    if self._head:
+      n = min(len(buf), len(self._head))
+      buf[:n] = self._head[:n]
+      self._head = self._head[n:]
+      return n
+    data = self._rest.read(len(buf))
+    buf[:len(data)] = data
+    return len(data)
+
+
 def iter_archive(fileobj: BinaryIO, *,
                  max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES
                  ) -> Iterator[tuple[str, Union[bytes, str], str]]:
@@ -464,7 +487,11 @@ def iter_archive(fileobj: BinaryIO, *,
   """
   last = ""
   try:
-    with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
+    head = fileobj.read(2)
+    stream = _Prefixed(head, fileobj)
+    if head == b"\x1f\x8b":  # gzip: inflate in bounded steps (C, not tarfile)
+      stream = gzip.GzipFile(fileobj=stream, mode="rb")
+    with tarfile.open(fileobj=stream, mode="r|", bufsize=1 << 16) as tar:
       for member in tar:
         last = member.name
         if member.isdir():

@@ -18,6 +18,7 @@ import json
 from typing import Optional, Sequence
 
 import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from audiolm_t5x import contract
@@ -148,7 +149,10 @@ class _ReadArchiveFn(beam.DoFn):
       yield self._dead(entry.path, entry.rel,
                        f"{entry.path} {entry.problem}")
       return
-    with FileSystems.open(entry.path) as f:
+    # Raw bytes: iter_archive inflates in 64 KiB steps. Beam's gzip reader
+    # inflates 16 MiB of input at once, i.e. gigabytes of a zero-filled member.
+    with FileSystems.open(entry.path,
+                          compression_type=CompressionTypes.UNCOMPRESSED) as f:
       for kind, payload, name in corpus_lib.iter_archive(
           f, max_member_bytes=self._max):
         path = f"{entry.path}!{name}" if name else entry.path
