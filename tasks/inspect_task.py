@@ -17,6 +17,8 @@ per level (codes used out of the codebook, unigram perplexity).
 from __future__ import annotations
 
 import collections
+import functools
+import inspect as pyinspect
 import sys
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
@@ -53,12 +55,28 @@ def task_examples(task_name: str, *, split: str, seed: int = 0,
     raise FileNotFoundError(f"no shards match {resolved.file_patterns(split)}"
                             f" (task split {split!r})")
   ds = stages.read_token_records(files)
-  ds = stages.precache_stage(ds, task.output_features, corpus=corpus,
-                             stage=stage, data_dir=data_dir)
+  steps = list(task.preprocessors)
+  cache = next(i for i, p in enumerate(steps)
+               if isinstance(p, seqio.CacheDatasetPlaceholder))
+  # The last step makes inputs/targets; here it also keeps the metadata.
+  steps[-1] = functools.partial(steps[-1], keep=stages.METADATA)
+  for step in steps[:cache]:
+    ds = _apply(step, ds, task, data_dir)
   with seqio.utils.map_seed_manager(seed):
-    ds = stages.postcache_stage(ds, corpus=corpus, stage=stage,
-                                data_dir=data_dir, keep_metadata=True)
+    for step in steps[cache + 1:]:
+      ds = _apply(step, ds, task, data_dir)
   return ds.as_numpy_iterator()
+
+
+def _apply(step, ds, task, data_dir):
+  """Runs one of the task's steps as seqio would, with ``data_dir``."""
+  func = step.func if isinstance(step, functools.partial) else step
+  if data_dir is not None and "data_dir" in pyinspect.signature(
+      func).parameters:
+    step = functools.partial(step, data_dir=data_dir)
+  step = seqio.utils.add_kwargs_to_transform(
+      step, output_features=task.output_features, sequence_length=None)
+  return step(ds)
 
 
 def describe_ids(ids: Sequence[int], layout: vocabulary_lib.VocabularyLayout,

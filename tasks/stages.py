@@ -405,19 +405,28 @@ def _check_vocabulary(resolved: ResolvedCorpus,
           f"has {feature.vocabulary.vocab_size}")
 
 
-def precache_stage(dataset: tf.data.Dataset,
-                   output_features: Optional[Mapping[str, seqio.Feature]] = None,
-                   *, corpus: str, stage: str,
-                   data_dir: Optional[str] = None) -> tf.data.Dataset:
-  """Deterministic steps of a stage: parse, LM ids, keep what it needs.
+# --- the steps that need the resolved corpus ------------------------------------
+# Each is a seqio preprocessor bound to a corpus in the registration
+# (tasks/audiolm.py lists every step of every task, around
+# seqio.CacheDatasetPlaceholder); the corpus's options (data directory,
+# layout, crop lengths, Q') are resolved when a dataset is built, from gin and
+# the environment. The other steps are the pure functions of
+# tasks/preprocessors.py.
 
-  Goes before ``seqio.CacheDatasetPlaceholder``. Example (coarse stage, paper
-  layout, Q' = 4)::
+
+def parse_records(dataset: tf.data.Dataset,
+                  output_features: Optional[Mapping[str, seqio.Feature]] = None,
+                  *, corpus: str, data_dir: Optional[str] = None
+                  ) -> tf.data.Dataset:
+  """Parses contract records and maps raw tokens to LM ids (deterministic).
+
+  Checks the dataset's layout against the task's vocabulary first. Example
+  (paper layout)::
 
     in:  contract record {"id", "num_samples", "semantic_tokens" [T_s],
          "acoustic_tokens" [T_a * 12], ...}
     out: {"id", "num_samples", "semantic_tokens" [T_s] (LM ids),
-         "acoustic_tokens" [T_a, 4] (LM ids)}
+         "acoustic_tokens" [T_a, 12] (LM ids)}
   """
   r = resolve_corpus(corpus, data_dir=data_dir)
   _check_vocabulary(r, output_features)
@@ -426,68 +435,42 @@ def precache_stage(dataset: tf.data.Dataset,
       dataset, acoustic_levels=layout.acoustic_levels,
       semantic_codebook_size=layout.semantic_codebook_size,
       acoustic_codebook_size=layout.acoustic_codebook_size)
-  ds = prep.to_lm_ids(ds, layout=layout)
-  base = (contract.ID, contract.NUM_SAMPLES)
-  if stage in (SEMANTIC, SEMANTIC_PROMPT):
-    return prep.select_features(ds, keys=base + (contract.SEMANTIC_TOKENS,))
-  if stage == COARSE:
-    return prep.select_acoustic_levels(ds, start=0, stop=r.coarse_levels)
-  if stage == FINE:
-    return prep.select_features(ds, keys=base + (contract.ACOUSTIC_TOKENS,))
-  if stage == ACOUSTIC:
-    return ds
-  raise ValueError(f"stage: expected one of {STAGES}, found {stage!r}")
+  return prep.to_lm_ids(ds, layout=layout)
 
 
-def postcache_stage(dataset: tf.data.Dataset, *, corpus: str, stage: str,
-                    data_dir: Optional[str] = None,
-                    keep_metadata: bool = False) -> tf.data.Dataset:
-  """Random steps of a stage: aligned crop, dedup, flatten, inputs/targets.
-
-  Goes after ``seqio.CacheDatasetPlaceholder``. Output per stage:
-
-  * semantic: ``targets`` = dedup(semantic crop) [+ EOS];
-  * semantic prompt: the crop (continuation seconds) deduplicated as one
-    sequence, then split at the prompt's last frame: ``inputs`` = the
-    prompt's tokens, ``targets`` = the later ones [+ EOS];
-  * coarse / piano acoustic: ``inputs`` = dedup(semantic crop),
-    ``targets`` = flattened acoustic crop (levels 0..Q'-1) [+ EOS];
-  * fine: ``inputs`` = flattened coarse levels of the crop, ``targets`` =
-    flattened fine levels [+ EOS].
-
-  EOS is appended only where the crop ends at the recording's end.
-  ``keep_metadata`` also passes ``id``, ``num_samples``, ``crop_start``,
-  ``crop_steps`` (semantic frames before dedup) and ``crop_reaches_end``
-  through, for inspection.
-  """
+def keep_coarse_levels(dataset: tf.data.Dataset, *, corpus: str,
+                       data_dir: Optional[str] = None) -> tf.data.Dataset:
+  """Keeps acoustic levels 0..Q'-1 (Q' = the corpus's ``coarse_levels``)."""
   r = resolve_corpus(corpus, data_dir=data_dir)
-  ds = prep.random_aligned_crop(
+  return prep.select_acoustic_levels(dataset, start=0, stop=r.coarse_levels)
+
+
+def crop(dataset: tf.data.Dataset, *, corpus: str, stage: str,
+         data_dir: Optional[str] = None) -> tf.data.Dataset:
+  """The stage's time-aligned random crop (seeded by seqio)."""
+  r = resolve_corpus(corpus, data_dir=data_dir)
+  return prep.random_aligned_crop(
       dataset, crop_steps=r.crop_steps(stage),
       acoustic_frames_per_step=r.acoustic_frames_per_step)
-  keep = ((contract.ID, contract.NUM_SAMPLES, prep.CROP_START,
-           prep.CROP_STEPS, prep.CROP_REACHES_END) if keep_metadata else ())
-  if stage == SEMANTIC:
-    ds = prep.dedup_consecutive(ds, key=contract.SEMANTIC_TOKENS)
-    return prep.make_lm_features(ds, targets_key=contract.SEMANTIC_TOKENS,
-                                 keep=keep)
-  if stage == SEMANTIC_PROMPT:
-    ds = prep.dedup_and_split_prompt(ds, prompt_steps=r.prompt_steps)
-    return prep.make_lm_features(ds, inputs_key=prep.PROMPT_TOKENS,
-                                 targets_key=contract.SEMANTIC_TOKENS,
-                                 keep=keep)
-  if stage in (COARSE, ACOUSTIC):
-    ds = prep.dedup_consecutive(ds, key=contract.SEMANTIC_TOKENS)
-    ds = prep.flatten_frames(ds, key=contract.ACOUSTIC_TOKENS)
-    return prep.make_lm_features(ds, inputs_key=contract.SEMANTIC_TOKENS,
-                                 targets_key=contract.ACOUSTIC_TOKENS,
-                                 keep=keep)
-  if stage == FINE:
-    ds = prep.split_acoustic_levels(ds, coarse_levels=r.coarse_levels)
-    ds = prep.flatten_frames(ds, key=prep.COARSE_TOKENS)
-    ds = prep.flatten_frames(ds, key=prep.FINE_TOKENS)
-    return prep.make_lm_features(ds, inputs_key=prep.COARSE_TOKENS,
-                                 targets_key=prep.FINE_TOKENS, keep=keep)
-  raise ValueError(f"stage: expected one of {STAGES}, found {stage!r}")
+
+
+def dedup_and_split_prompt(dataset: tf.data.Dataset, *, corpus: str,
+                           data_dir: Optional[str] = None) -> tf.data.Dataset:
+  """Deduplicates the crop, then splits it at the prompt's last frame."""
+  r = resolve_corpus(corpus, data_dir=data_dir)
+  return prep.dedup_and_split_prompt(dataset, prompt_steps=r.prompt_steps)
+
+
+def split_coarse_fine(dataset: tf.data.Dataset, *, corpus: str,
+                      data_dir: Optional[str] = None) -> tf.data.Dataset:
+  """Splits acoustic levels into coarse (0..Q'-1) and fine (Q'..Q-1)."""
+  r = resolve_corpus(corpus, data_dir=data_dir)
+  return prep.split_acoustic_levels(dataset, coarse_levels=r.coarse_levels)
+
+
+# Features that tasks.inspect_task keeps through the last step.
+METADATA = (contract.ID, contract.NUM_SAMPLES, prep.CROP_START,
+            prep.CROP_STEPS, prep.CROP_REACHES_END)
 
 
 def feature_lengths(stage: str, *, crop_seconds: float,
