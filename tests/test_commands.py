@@ -307,3 +307,28 @@ def test_help_is_quiet_and_fast_to_read():
       check=False)
   assert proc.returncode == 0 and proc.stderr == "", proc.stderr
   assert proc.stdout.startswith("usage: python -m pipelines.fit_kmeans ")
+
+
+def test_progress_line_and_worker_totals(tmp_path):
+  from audiolm_t5x.pipelines import progress  # pylint: disable=g-import-not-at-top
+
+  assert progress.describe(1200, 16000 * 3600 * 3, total=5000,
+                           elapsed=1800.0) == (
+      "progress: 1200/5000 inputs (24%), 3.00 h audio, 6.0 h audio per hour,"
+      " ETA 1:35:00")
+  assert progress.describe(0, 0, total=None, elapsed=5.0) == (
+      "progress: 0 inputs, 0.00 h audio")
+
+  class Rec:
+    num_samples = 16000
+
+  fn = progress.NoteProgressFn(str(tmp_path), flush_seconds=1e9)
+  fn.setup()
+  for _ in range(3):
+    assert len(list(fn.process(Rec()))) == 1
+  fn.finish_bundle()
+  other = progress.NoteProgressFn(str(tmp_path))
+  other.setup()
+  list(other.process("a dead letter"))
+  other.finish_bundle()
+  assert progress.totals(str(tmp_path)) == (4, 48000)
