@@ -63,6 +63,12 @@ VOCAB_PAD_MULTIPLE = 128  # embedding tables padded for TPU/GPU matmul tiles.
 LYRA_MAX_LEVELS = 46  # residual VQ levels in quantizer.tflite
 LYRA_CODEBOOK_BITS = 4  # 16 codes per level
 LYRA_DEFAULT_LEVELS = 30  # 6 kbps; Lyra's 3.2 / 6 / 9.2 kbps use 16 / 30 / 46
+# The tokenization job's default Lyra layout: 24 levels packed in pairs, i.e.
+# 12 tokens of 16^2 = 256 codes per frame: the paper's Q = ACOUSTIC_LEVELS, so
+# the gin files' feature lengths fit (30 levels would give fine targets of
+# 3 s x 50 Hz x 26 = 3900 ids against stages/fine.gin's 1201).
+LYRA_JOB_LEVELS = 24
+LYRA_JOB_PACK = 2
 LYRA_FEATURE_DIM = 64
 LYRA_FILES = {  # file name -> sha256 of the released files (lyra@47698dad)
     "soundstream_encoder.tflite":

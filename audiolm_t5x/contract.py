@@ -108,6 +108,9 @@ class TokenRecord:
   num_samples: int
   semantic_tokens: np.ndarray  # [T_s] int
   acoustic_tokens: np.ndarray  # [T_a, Q] int
+  # Level flags of the audio ("clipped", "quiet", "loud"); counted in the
+  # shard manifests and dataset_info.json, not stored in the Example.
+  flags: tuple = ()
 
   def validate(self, *, semantic_codebook_size: int, acoustic_levels: int,
                acoustic_codebook_size: int) -> None:

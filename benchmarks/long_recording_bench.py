@@ -1,7 +1,7 @@
 r"""Peak memory of tokenizing one long recording, streamed vs whole-file.
 
 Writes a synthetic Libri-Light-shaped recording of ``--minutes`` minutes
-(16 kHz FLAC), then runs ``pipelines.tokenize`` on it twice in fresh
+(16 kHz FLAC), then runs ``pipelines.tokenize_corpus`` on it twice in fresh
 processes: with ``--stream_seconds=60`` (read in blocks, streaming
 tokenizers) and with streaming disabled (whole waveform in memory). Prints
 each run's peak resident memory and wall time, and checks that both wrote the
@@ -37,8 +37,8 @@ ASSETS = pathlib.Path(os.environ.get("AUDIOLM_ASSETS_DIR",
 # VmHWM, not ru_maxrss: on Linux ru_maxrss survives exec, so a child would
 # report the peak of the parent it was forked from.
 _CHILD = ("import sys\n"
-          "from audiolm_t5x.pipelines import tokenize\n"
-          "tokenize.run(sys.argv[1:])\n"
+          "from audiolm_t5x.pipelines import tokenize_corpus\n"
+          "tokenize_corpus.run(sys.argv[1:])\n"
           "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
           "print('PEAK_KIB', hwm[0].split()[1])")
 
@@ -66,7 +66,8 @@ def main() -> None:
                       format="FLAC", subtype="PCM_16") as f:
       for _ in range(int(args.minutes)):
         f.write(sample_data.synth_utterance(rng, 60.0)[:960000])
-    fit_kmeans.run([f"--input_dir={tmp}", f"--output={tmp / 'km.npz'}",
+    fit_kmeans.run([f"--input_dir={tmp}", "--corpus=librilight",
+                    f"--output={tmp / 'km.npz'}",
                     "--k=16", "--frames_per_file=500"])
     common = [f"--input_dir={tmp}", "--corpus=librilight",
               f"--kmeans={tmp / 'km.npz'}",

@@ -33,6 +33,7 @@ def write_synthetic(root: str, *, records: int, min_s: float, max_s: float,
   """Writes ``records`` contract records (train + dev); returns audio hours."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from audiolm_t5x import constants, contract  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.pipelines import integrity  # pylint: disable=g-import-not-at-top
 
   rng = np.random.default_rng(seed)
   k, q, n = (constants.SEMANTIC_CODEBOOK_SIZE, constants.ACOUSTIC_LEVELS,
@@ -56,8 +57,11 @@ def write_synthetic(root: str, *, records: int, min_s: float, max_s: float,
               0, n, size=(ns // constants.ACOUSTIC_FRAME_SAMPLES, q)))
       writers[i % 4].write(rec.to_example_bytes())
       total += ns
-    for w in writers:
+    for i, w in enumerate(writers):
       w.close()
+      integrity.write_manifest(  # readers read committed shards only
+          os.path.join(root, split, contract.shard_name(split, i, 4)),
+          split=split, shard=i, num_shards=4)
     counts[split] = {"records": count}
   info = contract.DatasetInfo(
       semantic={"name": "synthetic", "fingerprint": "-", "codebook_size": k,

@@ -42,7 +42,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from audiolm_t5x import constants  # noqa: E402
 from audiolm_t5x.pipelines import audio  # noqa: E402
 from audiolm_t5x.pipelines import fit_kmeans  # noqa: E402
-from audiolm_t5x.pipelines import tokenize  # noqa: E402
+from audiolm_t5x.pipelines import tokenize_corpus  # noqa: E402
 from audiolm_t5x.pipelines.tokenizers import base  # noqa: E402
 from audiolm_t5x.pipelines.tokenizers import kmeans  # noqa: E402
 
@@ -85,7 +85,7 @@ def loop(paths, codebook: str, lyra_dir: str) -> float:
 
 
 def _job(common: list[str], out: pathlib.Path, extra: list[str]) -> None:
-  tokenize.run(common + [f"--output_dir={out}"] + extra)
+  tokenize_corpus.run(common + [f"--output_dir={out}"] + extra)
 
 
 def main() -> None:

@@ -20,6 +20,11 @@ Layout (one concern per file, as in T5X):
 - ``partitioning/``: TPU v4-32 slice and GPU hosts.
 """
 
+if __name__ == "t5x_configs":  # top-level name: one module
+  import audiolm_t5x  # pylint: disable=g-import-not-at-top
+
+  audiolm_t5x.alias_top_level(__name__, __file__)
+
 import os
 
 CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))

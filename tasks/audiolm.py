@@ -6,6 +6,14 @@ job's output with ``AUDIOLM_DATA_DIR`` / ``AUDIOLM_PIANO_DATA_DIR`` or gin
 (``audiolm_tasks.speech_corpus.data_dir``); see
 :mod:`audiolm_t5x.tasks.stages` for every option.
 
+Each task lists its steps where it is registered (as t5's task modules do):
+the deterministic ones before ``seqio.CacheDatasetPlaceholder`` (parse the
+records, map to LM ids, keep what the stage needs), the random ones after it
+(time-aligned crop, deduplication, flattening, ``inputs``/``targets``).
+Steps that need the corpus's options (data directory, layout, crop lengths,
+Q') are :mod:`audiolm_t5x.tasks.stages`'s; the others are
+:mod:`audiolm_t5x.tasks.preprocessors`'.
+
 Every task has splits ``train`` and ``validation``. Stage 1 emits ``targets``
 only; the others emit ``inputs`` and ``targets`` for T5X's decoder-only model
 with ``inputs_bidirectional_attention = True`` (prefix LM, loss on targets).
@@ -21,8 +29,10 @@ import functools
 import seqio
 
 from audiolm_t5x import constants
-from audiolm_t5x.tasks import stages
-from audiolm_t5x.tasks import vocabulary
+from audiolm_t5x import contract
+from . import preprocessors as prep
+from . import stages
+from . import vocabulary
 
 SEMANTIC_TASK = "audiolm_semantic_v001"
 COARSE_TASK = "audiolm_coarse_v001"
@@ -33,7 +43,7 @@ SEMANTIC_PROMPT_TASK = "audiolm_semantic_prompt_v001"
 PIANO_SEMANTIC_PROMPT_TASK = "audiolm_piano_semantic_prompt_v001"
 ACOUSTIC_MIXTURE = "audiolm_acoustic_v001"
 
-# Corpus and stage of each task (for tools such as tasks.inspect).
+# Corpus and stage of each task (for tools such as tasks.inspect_task).
 TASK_STAGES = {
     SEMANTIC_TASK: (stages.SPEECH, stages.SEMANTIC),
     COARSE_TASK: (stages.SPEECH, stages.COARSE),
@@ -85,32 +95,62 @@ TASK_FEATURE_LENGTHS = {
 }
 
 
-def _register(name: str) -> None:
-  corpus, stage = TASK_STAGES[name]
+def _features(name: str) -> dict:
   vocab = seqio.PassThroughVocabulary(size=VOCAB_SIZES[name],
                                       eos_id=constants.EOS_ID)
   features = {"targets": seqio.Feature(vocab, add_eos=False)}
   if "inputs" in TASK_FEATURE_LENGTHS[name]:
     features["inputs"] = seqio.Feature(vocab, add_eos=False)
+  return features
+
+
+def _register(name: str, preprocessors: list) -> None:
+  corpus, _ = TASK_STAGES[name]
   seqio.TaskRegistry.add(
       name,
       source=stages.TokenRecordSource(corpus=corpus),
-      preprocessors=[
-          functools.partial(stages.precache_stage, corpus=corpus, stage=stage),
-          seqio.CacheDatasetPlaceholder(),
-          functools.partial(stages.postcache_stage, corpus=corpus, stage=stage),
-      ],
-      output_features=features,
+      preprocessors=preprocessors,
+      output_features=_features(name),
   )
 
 
+_p = functools.partial
+_ID_N = (contract.ID, contract.NUM_SAMPLES)
+SEM, AC = contract.SEMANTIC_TOKENS, contract.ACOUSTIC_TOKENS
+SPEECH, PIANO = stages.SPEECH, stages.PIANO
+
 # ----------------------------------------------------------------- speech ----
 # Stage 1: 30 s crops of deduplicated semantic tokens -> targets.
-_register(SEMANTIC_TASK)
+_register(SEMANTIC_TASK, [
+    _p(stages.parse_records, corpus=SPEECH),
+    _p(prep.select_features, keys=_ID_N + (SEM,)),
+    seqio.CacheDatasetPlaceholder(),
+    _p(stages.crop, corpus=SPEECH, stage=stages.SEMANTIC),
+    _p(prep.dedup_consecutive, key=SEM),
+    _p(prep.make_lm_features, targets_key=SEM),
+])
 # Stage 2: 10 s crops; deduplicated semantic tokens -> coarse levels 1..Q'.
-_register(COARSE_TASK)
+_register(COARSE_TASK, [
+    _p(stages.parse_records, corpus=SPEECH),
+    _p(stages.keep_coarse_levels, corpus=SPEECH),
+    seqio.CacheDatasetPlaceholder(),
+    _p(stages.crop, corpus=SPEECH, stage=stages.COARSE),
+    _p(prep.dedup_consecutive, key=SEM),
+    _p(prep.flatten_frames, key=AC),
+    _p(prep.make_lm_features, inputs_key=SEM, targets_key=AC),
+])
 # Stage 3: 3 s crops; coarse levels 1..Q' -> fine levels Q'+1..Q.
-_register(FINE_TASK)
+_register(FINE_TASK, [
+    _p(stages.parse_records, corpus=SPEECH),
+    _p(prep.select_features, keys=_ID_N + (AC,)),
+    seqio.CacheDatasetPlaceholder(),
+    _p(stages.crop, corpus=SPEECH, stage=stages.FINE),
+    _p(stages.split_coarse_fine, corpus=SPEECH),
+    _p(prep.flatten_frames, key=prep.COARSE_TOKENS),
+    _p(prep.flatten_frames, key=prep.FINE_TOKENS),
+    _p(prep.make_lm_features, inputs_key=prep.COARSE_TOKENS,
+       targets_key=prep.FINE_TOKENS),
+])
 # Stages 2 and 3 at equal rates: one prefix LM for both acoustic stages (an
 # experiment; the paper trains one model per stage).
 seqio.MixtureRegistry.add(ACOUSTIC_MIXTURE, [COARSE_TASK, FINE_TASK],
@@ -118,14 +158,44 @@ seqio.MixtureRegistry.add(ACOUSTIC_MIXTURE, [COARSE_TASK, FINE_TASK],
 
 # ------------------------------------------------------------------ piano ----
 # Piano stage 1: 30 s crops of deduplicated semantic tokens -> targets.
-_register(PIANO_SEMANTIC_TASK)
+_register(PIANO_SEMANTIC_TASK, [
+    _p(stages.parse_records, corpus=PIANO),
+    _p(prep.select_features, keys=_ID_N + (SEM,)),
+    seqio.CacheDatasetPlaceholder(),
+    _p(stages.crop, corpus=PIANO, stage=stages.SEMANTIC),
+    _p(prep.dedup_consecutive, key=SEM),
+    _p(prep.make_lm_features, targets_key=SEM),
+])
 # Piano stage 2: 10 s crops; deduplicated semantic tokens -> all 3 levels.
-_register(PIANO_ACOUSTIC_TASK)
+_register(PIANO_ACOUSTIC_TASK, [
+    _p(stages.parse_records, corpus=PIANO),
+    seqio.CacheDatasetPlaceholder(),
+    _p(stages.crop, corpus=PIANO, stage=stages.ACOUSTIC),
+    _p(prep.dedup_consecutive, key=SEM),
+    _p(prep.flatten_frames, key=AC),
+    _p(prep.make_lm_features, inputs_key=SEM, targets_key=AC),
+])
 
 # -------------------------------------------------------- sampling prompts ----
 # Stage 1 sampling: a 10 s crop at a seeded random start (as the training
 # crops), deduplicated as one sequence; its first 3 s -> inputs (the prompt),
 # the rest -> targets (the real continuation).
-_register(SEMANTIC_PROMPT_TASK)
+_register(SEMANTIC_PROMPT_TASK, [
+    _p(stages.parse_records, corpus=SPEECH),
+    _p(prep.select_features, keys=_ID_N + (SEM,)),
+    seqio.CacheDatasetPlaceholder(),
+    _p(stages.crop, corpus=SPEECH, stage=stages.SEMANTIC_PROMPT),
+    _p(stages.dedup_and_split_prompt, corpus=SPEECH),
+    _p(prep.make_lm_features, inputs_key=prep.PROMPT_TOKENS,
+       targets_key=SEM),
+])
 # Piano stage 1 sampling: the same 3 s prompt / 10 s crop split.
-_register(PIANO_SEMANTIC_PROMPT_TASK)
+_register(PIANO_SEMANTIC_PROMPT_TASK, [
+    _p(stages.parse_records, corpus=PIANO),
+    _p(prep.select_features, keys=_ID_N + (SEM,)),
+    seqio.CacheDatasetPlaceholder(),
+    _p(stages.crop, corpus=PIANO, stage=stages.SEMANTIC_PROMPT),
+    _p(stages.dedup_and_split_prompt, corpus=PIANO),
+    _p(prep.make_lm_features, inputs_key=prep.PROMPT_TOKENS,
+       targets_key=SEM),
+])

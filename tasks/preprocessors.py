@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from audiolm_t5x import constants
 from audiolm_t5x import contract
-from audiolm_t5x.tasks import vocabulary as vocabulary_lib
+from . import vocabulary as vocabulary_lib
 
 Features = Mapping[str, tf.Tensor]
 

@@ -37,8 +37,8 @@ import tensorflow as tf
 
 from audiolm_t5x import constants
 from audiolm_t5x import contract
-from audiolm_t5x.tasks import preprocessors as prep
-from audiolm_t5x.tasks import vocabulary as vocabulary_lib
+from . import preprocessors as prep
+from . import vocabulary as vocabulary_lib
 
 SPEECH = "speech"
 PIANO = "piano"
@@ -176,11 +176,17 @@ class ResolvedCorpus:
     return steps
 
   def file_patterns(self, split: str) -> list:
+    """The committed shard files of a task split (see :func:`committed_shards`).
+
+    Not a glob: a shard written before a crash but never committed is not
+    read, and a committed shard that is missing or differs from its manifest
+    raises :class:`CorruptShardError` naming the file.
+    """
     if split not in self.split_map:
       raise ValueError(f"task split: expected one of {sorted(self.split_map)},"
                        f" found {split!r}")
-    return [self.info.shard_pattern(self.data_dir, s)
-            for s in self.split_map[split]]
+    return [path for s in self.split_map[split]
+            for path in committed_shards(self.data_dir, s)]
 
   def num_records(self, split: str) -> Optional[int]:
     """Records of a task split from ``dataset_info.json``, if it says."""
@@ -211,7 +217,70 @@ def _load_info(data_dir: str) -> contract.DatasetInfo:
   return contract.DatasetInfo.load(data_dir)
 
 
+class CorruptShardError(IOError):
+  """A committed shard is missing or does not match its manifest."""
+
+
+MANIFEST_SUFFIX = ".manifest.json"
+VERIFY_ENV = "AUDIOLM_VERIFY_SHARDS"  # sha256 (default) | size
+
+
+def _sha256(path: str) -> str:
+  import hashlib  # pylint: disable=g-import-not-at-top
+  h = hashlib.sha256()
+  with tf.io.gfile.GFile(path, "rb") as f:
+    while True:
+      chunk = f.read(1 << 22)
+      if not chunk:
+        return h.hexdigest()
+      h.update(chunk)
+
+
+@functools.lru_cache(maxsize=64)
+def committed_shards(data_dir: str, split: str,
+                     check: Optional[str] = None) -> Tuple[str, ...]:
+  """Shard files of one corpus split that a manifest commits, checked once.
+
+  Each manifest (written by the tokenization job after its shard) gives the
+  shard's file, size and sha256. ``check``: ``"sha256"`` (default, from
+  ``$AUDIOLM_VERIFY_SHARDS``; reads each shard once per process) or
+  ``"size"`` (cheap; a flipped byte is then only caught by the TFRecord
+  checksum, whose error does not name the file).
+
+  Raises:
+    FileNotFoundError: the split has no committed shard.
+    CorruptShardError: a committed shard is missing or differs from its
+      manifest (the message names the file).
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  check = check or os.environ.get(VERIFY_ENV, "sha256")
+  pattern = os.path.join(data_dir, split, "*" + MANIFEST_SUFFIX)
+  manifests = sorted(tf.io.gfile.glob(pattern))
+  if not manifests:
+    raise FileNotFoundError(f"no committed shards of split {split!r}: "
+                            f"nothing matches {pattern}")
+  out = []
+  for manifest_path in manifests:
+    with tf.io.gfile.GFile(manifest_path, "r") as f:
+      m = json.load(f)
+    path = os.path.join(data_dir, split, m["file"])
+    fix = ("rerun the tokenization job on this output to redo it (python -m "
+           "pipelines.verify lists every problem)")
+    if not tf.io.gfile.exists(path):
+      raise CorruptShardError(f"{path}: committed shard is missing; {fix}")
+    size = tf.io.gfile.stat(path).length
+    if "bytes" in m and size != m["bytes"]:
+      raise CorruptShardError(f"{path}: corrupt shard ({size} bytes, its "
+                              f"manifest says {m['bytes']}); {fix}")
+    if check == "sha256" and "sha256" in m and _sha256(path) != m["sha256"]:
+      raise CorruptShardError(f"{path}: corrupt shard (sha256 differs from "
+                              f"its manifest); {fix}")
+    out.append(path)
+  return tuple(out)
+
+
 def _default_splits(available: Sequence[str], task_split: str) -> Tuple[str, ...]:
+  available = [s for s in available if not s.startswith("_")]  # "_unsplit"
   if task_split == TRAIN:
     return tuple(s for s in available if not s.startswith(("dev", "test")))
   if "dev-clean" in available:
@@ -336,19 +405,28 @@ def _check_vocabulary(resolved: ResolvedCorpus,
           f"has {feature.vocabulary.vocab_size}")
 
 
-def precache_stage(dataset: tf.data.Dataset,
-                   output_features: Optional[Mapping[str, seqio.Feature]] = None,
-                   *, corpus: str, stage: str,
-                   data_dir: Optional[str] = None) -> tf.data.Dataset:
-  """Deterministic steps of a stage: parse, LM ids, keep what it needs.
+# --- the steps that need the resolved corpus ------------------------------------
+# Each is a seqio preprocessor bound to a corpus in the registration
+# (tasks/audiolm.py lists every step of every task, around
+# seqio.CacheDatasetPlaceholder); the corpus's options (data directory,
+# layout, crop lengths, Q') are resolved when a dataset is built, from gin and
+# the environment. The other steps are the pure functions of
+# tasks/preprocessors.py.
 
-  Goes before ``seqio.CacheDatasetPlaceholder``. Example (coarse stage, paper
-  layout, Q' = 4)::
+
+def parse_records(dataset: tf.data.Dataset,
+                  output_features: Optional[Mapping[str, seqio.Feature]] = None,
+                  *, corpus: str, data_dir: Optional[str] = None
+                  ) -> tf.data.Dataset:
+  """Parses contract records and maps raw tokens to LM ids (deterministic).
+
+  Checks the dataset's layout against the task's vocabulary first. Example
+  (paper layout)::
 
     in:  contract record {"id", "num_samples", "semantic_tokens" [T_s],
          "acoustic_tokens" [T_a * 12], ...}
     out: {"id", "num_samples", "semantic_tokens" [T_s] (LM ids),
-         "acoustic_tokens" [T_a, 4] (LM ids)}
+         "acoustic_tokens" [T_a, 12] (LM ids)}
   """
   r = resolve_corpus(corpus, data_dir=data_dir)
   _check_vocabulary(r, output_features)
@@ -357,68 +435,42 @@ def precache_stage(dataset: tf.data.Dataset,
       dataset, acoustic_levels=layout.acoustic_levels,
       semantic_codebook_size=layout.semantic_codebook_size,
       acoustic_codebook_size=layout.acoustic_codebook_size)
-  ds = prep.to_lm_ids(ds, layout=layout)
-  base = (contract.ID, contract.NUM_SAMPLES)
-  if stage in (SEMANTIC, SEMANTIC_PROMPT):
-    return prep.select_features(ds, keys=base + (contract.SEMANTIC_TOKENS,))
-  if stage == COARSE:
-    return prep.select_acoustic_levels(ds, start=0, stop=r.coarse_levels)
-  if stage == FINE:
-    return prep.select_features(ds, keys=base + (contract.ACOUSTIC_TOKENS,))
-  if stage == ACOUSTIC:
-    return ds
-  raise ValueError(f"stage: expected one of {STAGES}, found {stage!r}")
+  return prep.to_lm_ids(ds, layout=layout)
 
 
-def postcache_stage(dataset: tf.data.Dataset, *, corpus: str, stage: str,
-                    data_dir: Optional[str] = None,
-                    keep_metadata: bool = False) -> tf.data.Dataset:
-  """Random steps of a stage: aligned crop, dedup, flatten, inputs/targets.
-
-  Goes after ``seqio.CacheDatasetPlaceholder``. Output per stage:
-
-  * semantic: ``targets`` = dedup(semantic crop) [+ EOS];
-  * semantic prompt: the crop (continuation seconds) deduplicated as one
-    sequence, then split at the prompt's last frame: ``inputs`` = the
-    prompt's tokens, ``targets`` = the later ones [+ EOS];
-  * coarse / piano acoustic: ``inputs`` = dedup(semantic crop),
-    ``targets`` = flattened acoustic crop (levels 0..Q'-1) [+ EOS];
-  * fine: ``inputs`` = flattened coarse levels of the crop, ``targets`` =
-    flattened fine levels [+ EOS].
-
-  EOS is appended only where the crop ends at the recording's end.
-  ``keep_metadata`` also passes ``id``, ``num_samples``, ``crop_start``,
-  ``crop_steps`` (semantic frames before dedup) and ``crop_reaches_end``
-  through, for inspection.
-  """
+def keep_coarse_levels(dataset: tf.data.Dataset, *, corpus: str,
+                       data_dir: Optional[str] = None) -> tf.data.Dataset:
+  """Keeps acoustic levels 0..Q'-1 (Q' = the corpus's ``coarse_levels``)."""
   r = resolve_corpus(corpus, data_dir=data_dir)
-  ds = prep.random_aligned_crop(
+  return prep.select_acoustic_levels(dataset, start=0, stop=r.coarse_levels)
+
+
+def crop(dataset: tf.data.Dataset, *, corpus: str, stage: str,
+         data_dir: Optional[str] = None) -> tf.data.Dataset:
+  """The stage's time-aligned random crop (seeded by seqio)."""
+  r = resolve_corpus(corpus, data_dir=data_dir)
+  return prep.random_aligned_crop(
       dataset, crop_steps=r.crop_steps(stage),
       acoustic_frames_per_step=r.acoustic_frames_per_step)
-  keep = ((contract.ID, contract.NUM_SAMPLES, prep.CROP_START,
-           prep.CROP_STEPS, prep.CROP_REACHES_END) if keep_metadata else ())
-  if stage == SEMANTIC:
-    ds = prep.dedup_consecutive(ds, key=contract.SEMANTIC_TOKENS)
-    return prep.make_lm_features(ds, targets_key=contract.SEMANTIC_TOKENS,
-                                 keep=keep)
-  if stage == SEMANTIC_PROMPT:
-    ds = prep.dedup_and_split_prompt(ds, prompt_steps=r.prompt_steps)
-    return prep.make_lm_features(ds, inputs_key=prep.PROMPT_TOKENS,
-                                 targets_key=contract.SEMANTIC_TOKENS,
-                                 keep=keep)
-  if stage in (COARSE, ACOUSTIC):
-    ds = prep.dedup_consecutive(ds, key=contract.SEMANTIC_TOKENS)
-    ds = prep.flatten_frames(ds, key=contract.ACOUSTIC_TOKENS)
-    return prep.make_lm_features(ds, inputs_key=contract.SEMANTIC_TOKENS,
-                                 targets_key=contract.ACOUSTIC_TOKENS,
-                                 keep=keep)
-  if stage == FINE:
-    ds = prep.split_acoustic_levels(ds, coarse_levels=r.coarse_levels)
-    ds = prep.flatten_frames(ds, key=prep.COARSE_TOKENS)
-    ds = prep.flatten_frames(ds, key=prep.FINE_TOKENS)
-    return prep.make_lm_features(ds, inputs_key=prep.COARSE_TOKENS,
-                                 targets_key=prep.FINE_TOKENS, keep=keep)
-  raise ValueError(f"stage: expected one of {STAGES}, found {stage!r}")
+
+
+def dedup_and_split_prompt(dataset: tf.data.Dataset, *, corpus: str,
+                           data_dir: Optional[str] = None) -> tf.data.Dataset:
+  """Deduplicates the crop, then splits it at the prompt's last frame."""
+  r = resolve_corpus(corpus, data_dir=data_dir)
+  return prep.dedup_and_split_prompt(dataset, prompt_steps=r.prompt_steps)
+
+
+def split_coarse_fine(dataset: tf.data.Dataset, *, corpus: str,
+                      data_dir: Optional[str] = None) -> tf.data.Dataset:
+  """Splits acoustic levels into coarse (0..Q'-1) and fine (Q'..Q-1)."""
+  r = resolve_corpus(corpus, data_dir=data_dir)
+  return prep.split_acoustic_levels(dataset, coarse_levels=r.coarse_levels)
+
+
+# Features that tasks.inspect_task keeps through the last step.
+METADATA = (contract.ID, contract.NUM_SAMPLES, prep.CROP_START,
+            prep.CROP_STEPS, prep.CROP_REACHES_END)
 
 
 def feature_lengths(stage: str, *, crop_seconds: float,

@@ -62,10 +62,10 @@ def kmeans_codebook(tmp_path_factory, librispeech_tree) -> pathlib.Path:
 def tokenized_dataset(tmp_path_factory, librispeech_tree, kmeans_codebook,
                       lyra_dir) -> pathlib.Path:
   """Output dir of the real tokenization job: dataset_info.json + shards."""
-  from audiolm_t5x.pipelines import tokenize  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.pipelines import tokenize_corpus  # pylint: disable=g-import-not-at-top
 
   out = tmp_path_factory.mktemp("tokens")
-  tokenize.run([f"--input_dir={librispeech_tree}", f"--output_dir={out}",
+  tokenize_corpus.run([f"--input_dir={librispeech_tree}", f"--output_dir={out}",
                 f"--kmeans={kmeans_codebook}", f"--lyra_dir={lyra_dir}",
                 "--num_shards=2", *TEST_LYRA_OPTIONS])
   return out

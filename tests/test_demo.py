@@ -3,17 +3,19 @@
 import json
 
 from audiolm_t5x import contract
-from audiolm_t5x.pipelines import demo
+from audiolm_t5x import demo
 
 
 def test_demo_runs_end_to_end(tmp_path, lyra_dir, capsys):
-  assert demo.run([f"--output_dir={tmp_path}", f"--lyra_dir={lyra_dir}",
-                   "--k=16"]) == 0
+  assert demo.main([f"--output_dir={tmp_path}", f"--lyra_dir={lyra_dir}",
+                    "--k=16"]) == 0
   out = capsys.readouterr().out
   assert "SYNTHETIC" in out and f"from --lyra_dir: {lyra_dir}" in out
+  # every speech task is printed, as the demo says
   for task in ("audiolm_semantic_v001", "audiolm_coarse_v001",
-               "audiolm_fine_v001"):
+               "audiolm_fine_v001", "audiolm_semantic_prompt_v001"):
     assert f"-- {task}" in out
+  assert "printed the 4 speech tasks" in out
   info = contract.DatasetInfo.load(str(tmp_path / "tokens"))
   assert info.splits["train-clean-100"]["records"] == 11
   assert info.splits["dev-clean"]["records"] == 3

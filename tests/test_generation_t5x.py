@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 
 from audiolm_t5x import constants
-from audiolm_t5x.pipelines import transforms
+from audiolm_t5x.pipelines import tokenize_audio
 from audiolm_t5x.pipelines.generation import chain
 from audiolm_t5x.pipelines.generation import constraints
 from audiolm_t5x.pipelines.generation import prompts
@@ -30,7 +30,7 @@ TEST_LYRA = (("levels", 24), ("pack", 2))
 
 @pytest.fixture(scope="module")
 def tokenizer(kmeans_codebook, lyra_dir):
-  return prompts.PromptTokenizer(transforms.TokenizerSpec(
+  return prompts.PromptTokenizer(tokenize_audio.TokenizerSpec(
       semantic="logmel", codebook=str(kmeans_codebook), acoustic="lyra",
       acoustic_options=TEST_LYRA + (("model_dir", str(lyra_dir)),))).load()
 

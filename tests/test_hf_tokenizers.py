@@ -309,7 +309,7 @@ def test_tokenize_job_with_public_checkpoint_backends(models, librispeech_tree,
   from audiolm_t5x import contract  # pylint: disable=g-import-not-at-top
   from audiolm_t5x.pipelines import audio  # pylint: disable=g-import-not-at-top
   from audiolm_t5x.pipelines import fit_kmeans  # pylint: disable=g-import-not-at-top
-  from audiolm_t5x.pipelines import tokenize  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.pipelines import tokenize_corpus  # pylint: disable=g-import-not-at-top
   from audiolm_t5x.pipelines.tokenizers import kmeans  # pylint: disable=g-import-not-at-top
 
   sem = [f"--semantic_option=model={models['w2v_bert']}",
@@ -319,7 +319,7 @@ def test_tokenize_job_with_public_checkpoint_backends(models, librispeech_tree,
                   "--k=4", "--frames_per_file=20",
                   "--semantic_backend=w2v_bert", *sem])
   out = tmp_path / "tokens"
-  tokenize.run([f"--input_dir={librispeech_tree}", "--splits=dev-clean",
+  tokenize_corpus.run([f"--input_dir={librispeech_tree}", "--splits=dev-clean",
                 f"--output_dir={out}", f"--kmeans={book_path}",
                 "--num_shards=1", "--batch_size=4",
                 "--semantic_backend=w2v_bert", *sem,
@@ -349,10 +349,10 @@ def test_tokenize_job_with_public_checkpoint_backends(models, librispeech_tree,
 
 def test_tokenize_job_refuses_a_75hz_codec(models, librispeech_tree,
                                            kmeans_codebook, tmp_path):
-  from audiolm_t5x.pipelines import tokenize  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.pipelines import tokenize_corpus  # pylint: disable=g-import-not-at-top
 
   with pytest.raises(ValueError, match="75 Hz frames"):
-    tokenize.run([f"--input_dir={librispeech_tree}",
+    tokenize_corpus.run([f"--input_dir={librispeech_tree}",
                   f"--output_dir={tmp_path}", f"--kmeans={kmeans_codebook}",
                   "--acoustic_backend=encodec",
                   f"--acoustic_option=model={models['encodec']}"])

@@ -26,6 +26,17 @@ ENV_VARS = ("AUDIOLM_DATA_DIR", "AUDIOLM_PIANO_DATA_DIR",
             "AUDIOLM_TRAIN_SPLITS", "AUDIOLM_VALIDATION_SPLITS")
 
 
+def _commit(path, split, shard):
+  """Writes the shard's manifest, as the job does (readers read only those)."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  data = open(path, "rb").read()
+  manifest = {"split": split, "shard": shard, "num_shards": 2,
+              "file": os.path.basename(path), "bytes": len(data),
+              "sha256": hashlib.sha256(data).hexdigest()}
+  with open(path[: -len(contract.SHARD_SUFFIX)] + ".manifest.json", "w") as f:
+    json.dump(manifest, f)
+
+
 def write_dataset(root, *, lengths, k=16, q=12, n=64, seed=0):
   """Writes contract records + dataset_info.json; returns {split: records}."""
   rng = np.random.default_rng(seed)
@@ -44,6 +55,7 @@ def write_dataset(root, *, lengths, k=16, q=12, n=64, seed=0):
               acoustic_tokens=rng.integers(0, n, (ns // 320, q)))
           w.write(rec.to_example_bytes())
           records[split].append(rec)
+      _commit(name, split, shard)
     counts[split] = {"records": len(sample_counts)}
   info = contract.DatasetInfo(
       semantic={"name": "test", "fingerprint": "s", "codebook_size": k,
@@ -298,8 +310,12 @@ def test_cache_job_then_cached_reads_match(speech_dir, tmp_path_factory):
   from absl import flags  # pylint: disable=g-import-not-at-top
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()  # run_pipeline reads --base_seed (default)
+  from apache_beam.runners.portability.fn_api_runner import fn_runner  # pylint: disable=g-import-not-at-top
+
   cache_dir = str(tmp_path_factory.mktemp("cache"))
-  with TestPipeline() as p:
+  # The runner BUILD.md names for the cache job (the DirectRunner would first
+  # try to download Prism).
+  with TestPipeline(runner=fn_runner.FnApiRunner()) as p:
     cache_tasks_main.run_pipeline(p, [audiolm.COARSE_TASK], cache_dir)
   info = json.load(open(os.path.join(
       cache_dir, audiolm.COARSE_TASK, "info.train.json")))
@@ -444,7 +460,7 @@ def test_gin_overrides_prompt_seconds(speech_dir):
 
 # --- inspection ------------------------------------------------------------------
 def test_inspect_summarize_and_describe_literal_examples():
-  from audiolm_t5x.tasks import inspect as inspect_lib  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.tasks import inspect_task as inspect_lib  # pylint: disable=g-import-not-at-top
   layout = vocabulary.VocabularyLayout(4, 2, 8)
   examples = [
       {"targets": np.array([2, 3, 1]), "crop_steps": 4,
@@ -468,7 +484,7 @@ def test_inspect_summarize_and_describe_literal_examples():
 
 
 def test_inspect_summarize_counts_prompt_and_continuation():
-  from audiolm_t5x.tasks import inspect as inspect_lib  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.tasks import inspect_task as inspect_lib  # pylint: disable=g-import-not-at-top
   layout = vocabulary.VocabularyLayout(4, 2, 8)
   examples = [{"inputs": np.array([2, 3]), "targets": np.array([5, 1]),
                "crop_steps": 4, "crop_reaches_end": True}]
@@ -480,7 +496,7 @@ def test_inspect_summarize_counts_prompt_and_continuation():
 
 
 def test_inspect_command_prints_examples_and_statistics(speech_dir, capsys):
-  from audiolm_t5x.tasks import inspect as inspect_lib  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.tasks import inspect_task as inspect_lib  # pylint: disable=g-import-not-at-top
   root, _ = speech_dir
   assert inspect_lib.main(["--task=audiolm_coarse_v001", "--split=train",
                            "--num_examples=2", f"--data_dir={root}"]) == 0

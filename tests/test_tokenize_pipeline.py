@@ -18,7 +18,7 @@ import tensorflow as tf
 from audiolm_t5x import constants
 from audiolm_t5x import contract
 from audiolm_t5x.pipelines import audio
-from audiolm_t5x.pipelines import tokenize
+from audiolm_t5x.pipelines import tokenize_corpus
 from audiolm_t5x.pipelines.tokenizers import base
 from audiolm_t5x.pipelines.tokenizers import kmeans
 from tests import conftest
@@ -80,7 +80,7 @@ EXPECTED_WRITTEN = set(GOOD) | {"7000-100-0000", "7000-100-0001",
 
 
 def _run(tree, out, kmeans_path, lyra_dir, *extra):
-  return tokenize.run([
+  return tokenize_corpus.run([
       f"--input_dir={tree}", f"--output_dir={out}", f"--kmeans={kmeans_path}",
       f"--lyra_dir={lyra_dir}", "--num_shards=3", "--stream_seconds=60",
       *conftest.TEST_LYRA_OPTIONS, *extra])
@@ -212,7 +212,7 @@ def test_archives_are_streamed_and_unsafe_members_refused(
     link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
     tar.addfile(link)
   out = tmp_path / "out"
-  tokenize.run([f"--input_dir={archives}", "--archives",
+  tokenize_corpus.run([f"--input_dir={archives}", "--archives",
                 f"--output_dir={out}", f"--kmeans={kmeans_codebook}",
                 f"--lyra_dir={lyra_dir}", "--num_shards=2",
                 *conftest.TEST_LYRA_OPTIONS])
@@ -234,7 +234,7 @@ def test_archives_are_streamed_and_unsafe_members_refused(
 def test_chapter_grouping_in_reading_order(tmp_path, librispeech_tree,
                                            kmeans_codebook, lyra_dir):
   out = tmp_path / "grouped"
-  tokenize.run([f"--input_dir={librispeech_tree}", "--splits=dev-clean",
+  tokenize_corpus.run([f"--input_dir={librispeech_tree}", "--splits=dev-clean",
                 f"--output_dir={out}", f"--kmeans={kmeans_codebook}",
                 f"--lyra_dir={lyra_dir}", "--group_seconds=0",
                 *conftest.TEST_LYRA_OPTIONS])

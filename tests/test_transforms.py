@@ -1,4 +1,4 @@
-"""TestPipeline tests of each transform of the tokenization job."""
+"""TestPipeline tests of each step of the tokenization job (read, tokenize, write)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ import numpy as np
 import pytest
 
 from audiolm_t5x import contract
+from audiolm_t5x.pipelines import integrity
 from audiolm_t5x.pipelines import sample_data
-from audiolm_t5x.pipelines import transforms
+from audiolm_t5x.pipelines import read_corpus
+from audiolm_t5x.pipelines import tokenize_audio
+from audiolm_t5x.pipelines import write_shards
 from audiolm_t5x.pipelines.tokenizers import base
 from audiolm_t5x.pipelines.tokenizers import kmeans
 
@@ -74,7 +77,7 @@ def codebook(tmp_path_factory):
 
 def test_read_corpus_joins_transcripts_and_dead_letters_missing(sample):
   with TestPipeline() as p:
-    items, dead = p | transforms.ReadCorpus(input_dir=str(sample))
+    items, dead = p | read_corpus.ReadCorpus(input_dir=str(sample))
     assert_that(items | "Ids" >> beam.Map(lambda it: (it.id, it.transcript)),
                 equal_to([(f"9003-5-{i:04d}",
                            f"SYNTHETIC AUDIO NOT SPEECH NUMBER {i}")
@@ -85,7 +88,7 @@ def test_read_corpus_joins_transcripts_and_dead_letters_missing(sample):
 
 def test_read_corpus_groups_a_chapter_in_reading_order(sample):
   with TestPipeline() as p:
-    items, _ = p | transforms.ReadCorpus(input_dir=str(sample),
+    items, _ = p | read_corpus.ReadCorpus(input_dir=str(sample),
                                          splits=["dev-clean"], group_seconds=0)
     assert_that(items | beam.Map(lambda it: (it.id, [r.stem for r in it.parts])),
                 equal_to([("9003-5-0000_0002",
@@ -93,12 +96,12 @@ def test_read_corpus_groups_a_chapter_in_reading_order(sample):
 
 
 def test_tokenize_audio_with_fake_backends(sample, codebook):
-  spec = transforms.TokenizerSpec(semantic="test_energy", codebook=codebook,
+  spec = tokenize_audio.TokenizerSpec(semantic="test_energy", codebook=codebook,
                                   acoustic="test_levels")
   with TestPipeline() as p:
-    items, _ = p | transforms.ReadCorpus(input_dir=str(sample),
+    items, _ = p | read_corpus.ReadCorpus(input_dir=str(sample),
                                          splits=["dev-clean"])
-    records, dead = items | transforms.TokenizeAudio(spec=spec, batch_size=2)
+    records, dead = items | tokenize_audio.TokenizeAudio(spec=spec, batch_size=2)
 
     def check(r):
       r.validate(semantic_codebook_size=4, acoustic_levels=2,
@@ -123,24 +126,24 @@ def test_write_token_shards_sorts_and_commits(tmp_path):
   with TestPipeline() as p:
     written = ((p | "R" >> beam.Create([rec(i) for i in range(7)]),
                 p | "D" >> beam.Create(letters))
-               | transforms.WriteTokenShards(output_dir=str(tmp_path),
+               | write_shards.WriteTokenShards(output_dir=str(tmp_path),
                                              num_shards=2,
                                              fingerprints={"a": "b"}))
     assert_that(written, equal_to([("dev-clean", 0), ("dev-clean", 1)]))
-  manifests = transforms.read_manifests(str(tmp_path))
+  manifests = write_shards.read_manifests(str(tmp_path))
   assert sum(m["records"] for m in manifests) == 7
   assert sum(m["failed"] for m in manifests) == 1
   for m in manifests:
     assert m["ids"] == sorted(m["ids"])
     for i in m["ids"]:
-      assert transforms.shard_of(i, 2) == m["shard"]
-  summary = transforms.summarize(manifests)["dev-clean"]
+      assert write_shards.shard_of(i, 2) == m["shard"]
+  summary = write_shards.summarize(manifests)["dev-clean"]
   assert summary["inputs"] == 8
   assert summary["failed_by_step"] == {"decode": 1}
-  with pytest.raises(ValueError, match="other settings"):
-    transforms.done_shards(str(tmp_path), {"a": "c"}, 2)
-  assert transforms.done_shards(str(tmp_path), {"a": "b"}, 2) == {
-      ("dev-clean", 0), ("dev-clean", 1)}
+  for m in manifests:
+    data = open(tmp_path / "dev-clean" / m["file"], "rb").read()
+    assert m["bytes"] == len(data) and len(m["sha256"]) == 64
+  assert integrity.verify(str(tmp_path)).ok
 
 
 def test_write_dataset_info_sums_manifests(tmp_path):
@@ -155,11 +158,11 @@ def test_write_dataset_info_sums_manifests(tmp_path):
               "acoustic_frames": 100, "dead_letters": [
                   {"path": "p", "id": "i", "split": "dev-clean",
                    "step": "decode", "reason": "r"}]}
-  (folder / ("dev-clean-00000-of-00001" + transforms.MANIFEST_SUFFIX)
+  (folder / ("dev-clean-00000-of-00001" + write_shards.MANIFEST_SUFFIX)
    ).write_text(json.dumps(manifest))
   with TestPipeline() as p:
     out = (p | beam.Create([("dev-clean", 0)])
-           | transforms.WriteDatasetInfo(output_dir=str(tmp_path), info=info))
+           | write_shards.WriteDatasetInfo(output_dir=str(tmp_path), info=info))
     assert_that(out | beam.Map(lambda s: s["dev-clean"]["inputs"]),
                 equal_to([3]))
   loaded = contract.DatasetInfo.load(str(tmp_path))
@@ -179,7 +182,7 @@ def test_read_corpus_librilight_layout(tmp_path):
              16000, format="FLAC")
     (book / f"{name}.json").write_text(json.dumps({"speaker": "100"}))
   with TestPipeline() as p:
-    items, dead = p | transforms.ReadCorpus(input_dir=str(tmp_path),
+    items, dead = p | read_corpus.ReadCorpus(input_dir=str(tmp_path),
                                             corpus="librilight")
     assert_that(items | beam.Map(lambda it: (it.id, it.speaker_id,
                                              it.chapter_id, it.transcript)),

@@ -39,7 +39,7 @@ import numpy as np
 from audiolm_t5x import constants
 from audiolm_t5x import contract
 from audiolm_t5x.pipelines import options as options_lib
-from audiolm_t5x.pipelines import transforms
+from audiolm_t5x.pipelines import tokenize_audio
 from audiolm_t5x.pipelines.generation import chain as chain_lib
 from audiolm_t5x.pipelines.generation import outputs
 from audiolm_t5x.pipelines.generation import prompts as prompts_lib
@@ -96,7 +96,7 @@ class JobSpec:
   mode: str
   settings: chain_lib.GenerationSettings
   stages: Tuple[StageSpec, ...]
-  tokenizers: transforms.TokenizerSpec
+  tokenizers: tokenize_audio.TokenizerSpec
   layout: vocabulary_lib.VocabularyLayout
   coarse_levels: int
   output_dir: str
@@ -385,7 +385,7 @@ def plan(args: argparse.Namespace) -> Tuple[JobSpec, List[Tuple[int, Any]],
                       f"{t5x_configs.CONFIG_DIR} nor a file") from None
 
   extra = tuple(gin_path(g) for g in args.gin_file)
-  tokenizers = transforms.TokenizerSpec(
+  tokenizers = tokenize_audio.TokenizerSpec(
       semantic=args.semantic_backend,
       semantic_options=tuple(sorted(
           options_lib.semantic_options(args).items())),

@@ -28,7 +28,7 @@ from audiolm_t5x import constants
 from audiolm_t5x import contract
 from audiolm_t5x.pipelines import audio as audio_lib
 from audiolm_t5x.pipelines import corpus as corpus_lib
-from audiolm_t5x.pipelines import transforms
+from audiolm_t5x.pipelines import tokenize_audio
 from audiolm_t5x.pipelines.generation import chain as chain_lib
 from audiolm_t5x.pipelines.tokenizers import kmeans
 
@@ -111,11 +111,11 @@ def prompt_id_of(path: str) -> str:
 class PromptTokenizer:
   """The tokenization job's tokenizers, for prompts given as audio.
 
-  Built from a :class:`~audiolm_t5x.pipelines.transforms.TokenizerSpec`
+  Built from a :class:`~audiolm_t5x.pipelines.tokenize_audio.TokenizerSpec`
   (picklable), loaded once (``load``); also the codec that decodes.
   """
 
-  def __init__(self, spec: transforms.TokenizerSpec):
+  def __init__(self, spec: tokenize_audio.TokenizerSpec):
     self.spec = spec
     self.semantic = self.acoustic = self.codebook = None
 

@@ -90,10 +90,10 @@ class KMeansCodebook:
 
   @classmethod
   def load(cls, path: str) -> "KMeansCodebook":
-    from apache_beam.io.filesystems import FileSystems  # pylint: disable=g-import-not-at-top
+    from audiolm_t5x.pipelines import staging  # pylint: disable=g-import-not-at-top
 
-    try:
-      with FileSystems.open(path) as f:
+    try:  # any Beam filesystem; copied to local disk once per worker
+      with open(staging.local_path(path), "rb") as f:
         data = np.load(io.BytesIO(f.read()), allow_pickle=False)
     except Exception as e:  # pylint: disable=broad-except
       raise base.TokenizerError(f"cannot read k-means codebook {path}: {e}"

@@ -31,6 +31,7 @@ from typing import Optional
 import numpy as np
 
 from audiolm_t5x import constants
+from audiolm_t5x.pipelines import staging
 from audiolm_t5x.pipelines.tokenizers import base
 
 ENV_VAR = "AUDIOLM_LYRA_DIR"
@@ -144,7 +145,10 @@ class LyraSoundStream(base.AcousticTokenizer):
   def load(self) -> None:
     if self._quantizer is not None:
       return
-    model_dir = resolve_model_dir(self.model_dir, download=self.download)
+    model_dir = self.model_dir
+    if model_dir and not staging.is_local(model_dir):  # gs://...: copy once
+      model_dir = staging.local_dir(model_dir, list(constants.LYRA_FILES))
+    model_dir = resolve_model_dir(model_dir, download=self.download)
     self._files = {}
     for name, sha in constants.LYRA_FILES.items():
       path = os.path.join(model_dir, name)
@@ -159,7 +163,8 @@ class LyraSoundStream(base.AcousticTokenizer):
             f"{constants.LYRA_COMMIT})")
       self._files[name] = data
       self._digests[name] = got
-    self.model_dir = model_dir
+    if staging.is_local(self.model_dir or ""):
+      self.model_dir = model_dir
     self._quantizer = self._interpreter(_QUANTIZER)
     # One runner for the worker's life: creating one per frame leaks native
     # memory (about 20 KB a frame, i.e. GBs on an hour-long recording).

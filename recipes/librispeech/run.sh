@@ -158,11 +158,6 @@ fi
 if begin_stage 2 tokenize "tokenize $SPLITS ($SEMANTIC_BACKEND + k-means, $ACOUSTIC_BACKEND ${ACOUSTIC_OPTIONS[*]})" \
     "$TOKENS (dataset_info.json, <split>/ shards, dead_letter.jsonl)"; then
   load_corpus 2
-  # Before the rename of pipelines.tokenize to pipelines.tokenize_corpus lands
-  # (issue 12), fall back to the old name.
-  if ! module_exists "$TOKENIZE_MODULE" && module_exists audiolm_t5x.pipelines.tokenize; then
-    TOKENIZE_MODULE=audiolm_t5x.pipelines.tokenize
-  fi
   if [[ -n "$ARCHIVE_DIR" ]]; then SOURCE_FLAGS=(--input_dir="$ARCHIVE_DIR" --archives)
   else SOURCE_FLAGS=(--input_dir="$CORPUS_TREE"); fi
   GROUP_FLAGS=()

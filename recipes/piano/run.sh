@@ -74,11 +74,6 @@ fi
 
 if begin_stage 2 tokenize "tokenize the rendered corpus ($SEMANTIC_BACKEND + k-means, $ACOUSTIC_BACKEND ${ACOUSTIC_OPTIONS[*]})" \
     "$TOKENS (dataset_info.json, <split>/ shards, dead_letter.jsonl)"; then
-  # Before the rename of pipelines.tokenize to pipelines.tokenize_corpus lands
-  # (issue 12), fall back to the old name.
-  if ! module_exists "$TOKENIZE_MODULE" && module_exists audiolm_t5x.pipelines.tokenize; then
-    TOKENIZE_MODULE=audiolm_t5x.pipelines.tokenize
-  fi
   run "$PYTHON" -m "$TOKENIZE_MODULE" --corpus=librilight --input_dir="$CORPUS" \
     --output_dir="$TOKENS" --kmeans="$CODEBOOK" --num_shards="$NUM_SHARDS" \
     "${SEMANTIC_FLAGS[@]}" "${ACOUSTIC_FLAGS[@]}" "${BEAM_ARGS[@]}"

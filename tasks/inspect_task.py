@@ -3,7 +3,7 @@
 Usage::
 
   AUDIOLM_DATA_DIR=/data/tokens \\
-  python -m audiolm_t5x.tasks.inspect --task=audiolm_coarse_v001 \\
+  python -m tasks.inspect_task --task=audiolm_coarse_v001 \\
       --split=validation --num_examples=3
 
 Each example shows its record, the crop (start, seconds), lengths before and
@@ -16,20 +16,29 @@ per level (codes used out of the codebook, unigram perplexity).
 
 from __future__ import annotations
 
-import argparse
 import collections
+import functools
+import inspect as pyinspect
 import sys
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
+from audiolm_t5x.pipelines import options as options_lib
+
+if __name__ == "__main__":  # before seqio: TensorFlow's pre-absl log lines
+  options_lib.import_tensorflow_quietly(verbose="--verbose" in sys.argv)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np
 import seqio
 
 from audiolm_t5x import contract
-from audiolm_t5x.tasks import audiolm
-from audiolm_t5x.tasks import preprocessors as prep
-from audiolm_t5x.tasks import stages
-from audiolm_t5x.tasks import vocabulary as vocabulary_lib
+from . import audiolm
+from . import preprocessors as prep
+from . import stages
+from . import vocabulary as vocabulary_lib
 
+
+MODULE = "audiolm_t5x.tasks.inspect_task"
 
 def task_examples(task_name: str, *, split: str, seed: int = 0,
                   data_dir: Optional[str] = None) -> Iterable[dict]:
@@ -46,12 +55,28 @@ def task_examples(task_name: str, *, split: str, seed: int = 0,
     raise FileNotFoundError(f"no shards match {resolved.file_patterns(split)}"
                             f" (task split {split!r})")
   ds = stages.read_token_records(files)
-  ds = stages.precache_stage(ds, task.output_features, corpus=corpus,
-                             stage=stage, data_dir=data_dir)
+  steps = list(task.preprocessors)
+  cache = next(i for i, p in enumerate(steps)
+               if isinstance(p, seqio.CacheDatasetPlaceholder))
+  # The last step makes inputs/targets; here it also keeps the metadata.
+  steps[-1] = functools.partial(steps[-1], keep=stages.METADATA)
+  for step in steps[:cache]:
+    ds = _apply(step, ds, task, data_dir)
   with seqio.utils.map_seed_manager(seed):
-    ds = stages.postcache_stage(ds, corpus=corpus, stage=stage,
-                                data_dir=data_dir, keep_metadata=True)
+    for step in steps[cache + 1:]:
+      ds = _apply(step, ds, task, data_dir)
   return ds.as_numpy_iterator()
+
+
+def _apply(step, ds, task, data_dir):
+  """Runs one of the task's steps as seqio would, with ``data_dir``."""
+  func = step.func if isinstance(step, functools.partial) else step
+  if data_dir is not None and "data_dir" in pyinspect.signature(
+      func).parameters:
+    step = functools.partial(step, data_dir=data_dir)
+  step = seqio.utils.add_kwargs_to_transform(
+      step, output_features=task.output_features, sequence_length=None)
+  return step(ds)
 
 
 def describe_ids(ids: Sequence[int], layout: vocabulary_lib.VocabularyLayout,
@@ -141,24 +166,50 @@ def _fmt(stats: Mapping[str, float]) -> str:
   return "  ".join(f"{k} {v:.1f}" for k, v in stats.items())
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+
+
+def make_parser() -> options_lib.CommandParser:
+  parser = options_lib.CommandParser(
+      prog=options_lib.invocation(MODULE),
+      description=__doc__.split("\n\n")[0], beam=False)
   parser.add_argument("--task", required=True,
-                      choices=sorted(audiolm.TASK_STAGES))
+                      choices=sorted(audiolm.TASK_STAGES),
+                      help="registered task to show")
   parser.add_argument("--split", default="validation",
-                      choices=list(stages.TASK_SPLITS))
-  parser.add_argument("--num_examples", type=int, default=3)
+                      choices=list(stages.TASK_SPLITS),
+                      help="task split (mapped to corpus splits as the task "
+                      "maps it)")
+  parser.add_argument("--num_examples", type=int, default=3,
+                      help="examples printed in full")
   parser.add_argument("--stats_examples", type=int, default=1000,
                       help="examples for the statistics; 0 = whole split")
-  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--seed", type=int, default=0,
+                      help="seqio map seed (random crops)")
   parser.add_argument("--data_dir", default=None,
-                      help="overrides AUDIOLM_DATA_DIR / gin")
+                      help="the tokenization job's output (default: "
+                      "$AUDIOLM_DATA_DIR / $AUDIOLM_PIANO_DATA_DIR or gin)")
   parser.add_argument("--max_tokens", type=int, default=24,
                       help="ids shown per feature")
-  args = parser.parse_args(argv)
+  return parser
 
+
+def main(argv: Optional[List[str]] = None) -> int:
+  """Console entry: prints examples and statistics; exit status."""
+  return options_lib.main(run, MODULE, argv)
+
+
+def run(argv: Optional[List[str]] = None) -> dict:
+  """Prints examples and statistics of a task split; returns the statistics.
+
+  Raises:
+    options_lib.UserError: a bad flag, or no usable data for the task.
+  """
+  args, _ = options_lib.parse_args(make_parser(), argv)
   corpus, stage = audiolm.TASK_STAGES[args.task]
-  resolved = stages.resolve_corpus(corpus, data_dir=args.data_dir)
+  try:
+    resolved = stages.resolve_corpus(corpus, data_dir=args.data_dir)
+  except (ValueError, FileNotFoundError) as e:
+    raise options_lib.UserError(str(e)) from e
   layout = resolved.layout
   print(f"task {args.task} (stage {stage}, corpus {corpus}), split "
         f"{args.split} -> {', '.join(resolved.split_map[args.split])}")
@@ -168,9 +219,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"semantic frames; Q'={resolved.coarse_levels}")
   limit = args.stats_examples or None
   kept = []
-  for i, ex in enumerate(task_examples(args.task, split=args.split,
-                                       seed=args.seed,
-                                       data_dir=args.data_dir)):
+  try:
+    examples = task_examples(args.task, split=args.split, seed=args.seed,
+                             data_dir=args.data_dir)
+  except FileNotFoundError as e:
+    raise options_lib.UserError(str(e)) from e
+  for i, ex in enumerate(examples):
     if limit is not None and i >= limit:
       break
     kept.append(ex)
@@ -211,7 +265,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   for name, u in stats["usage"].items():
     print(f"  {name}: {u['tokens']} tokens, {u['used']} of {u['of']} ids used"
           f", unigram perplexity {u['perplexity']:.1f}")
-  return 0
+  return stats
 
 
 if __name__ == "__main__":

@@ -1,0 +1,93 @@
+"""Model files on any Beam filesystem, staged to local disk once per worker.
+
+Tokenizers load models with libraries that want local paths (TFLite
+interpreters, ``np.load``). On Dataflow the files live in ``gs://``; a
+worker copies each one once, through Beam's ``FileSystems``, into
+``$AUDIOLM_STAGING_DIR`` (default ``<tmp>/audiolm_t5x_staging``), and every
+later load in that process or another process of the same worker reuses the
+copy (same source path and size). Local paths are returned unchanged.
+
+Example::
+
+  staging.local_path("gs://bucket/kmeans.npz")
+  # -> "/tmp/audiolm_t5x_staging/3f2a.../kmeans.npz"
+  staging.local_dir("gs://bucket/lyra", ["quantizer.tflite", ...])
+  # -> "/tmp/audiolm_t5x_staging/9c01.../" holding those files
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import tempfile
+import threading
+import uuid
+from typing import Sequence
+
+from apache_beam.io.filesystems import FileSystems
+
+ENV_VAR = "AUDIOLM_STAGING_DIR"
+_LOCK = threading.Lock()
+_STAGED: dict = {}  # source path -> local path (this process)
+
+
+def is_local(path: str) -> bool:
+  return "://" not in path
+
+
+def staging_root() -> str:
+  return os.environ.get(ENV_VAR) or os.path.join(tempfile.gettempdir(),
+                                                 "audiolm_t5x_staging")
+
+
+def _folder_of(source_dir: str) -> str:
+  key = hashlib.sha256(source_dir.encode("utf-8")).hexdigest()[:24]
+  return os.path.join(staging_root(), key)
+
+
+def _copy(source: str, dest: str) -> None:
+  size = FileSystems.match([source])[0].metadata_list
+  if not size:
+    raise FileNotFoundError(f"{source}: not found")
+  expected = size[0].size_in_bytes
+  if os.path.isfile(dest) and os.path.getsize(dest) == expected:
+    return  # staged by another process of this worker
+  os.makedirs(os.path.dirname(dest), exist_ok=True)
+  tmp = f"{dest}.tmp-{uuid.uuid4().hex}"
+  try:
+    with FileSystems.open(source) as src, open(tmp, "wb") as dst:
+      while True:
+        chunk = src.read(1 << 22)
+        if not chunk:
+          break
+        dst.write(chunk)
+    if os.path.getsize(tmp) != expected:
+      raise IOError(f"{source}: copied {os.path.getsize(tmp)} of {expected} "
+                    "bytes")
+    os.replace(tmp, dest)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def local_path(path: str) -> str:
+  """A local copy of the file ``path`` (``path`` itself when local)."""
+  if is_local(path):
+    return path
+  with _LOCK:
+    if path not in _STAGED:
+      dest = os.path.join(_folder_of(posixpath.dirname(path)),
+                          posixpath.basename(path))
+      _copy(path, dest)
+      _STAGED[path] = dest
+    return _STAGED[path]
+
+
+def local_dir(path: str, names: Sequence[str]) -> str:
+  """A local folder holding ``names`` from the folder ``path``."""
+  if is_local(path):
+    return path
+  for name in names:
+    local_path(posixpath.join(path.rstrip("/"), name))
+  return _folder_of(path.rstrip("/"))
