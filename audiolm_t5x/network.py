@@ -174,12 +174,23 @@ class RelativePositionBias(nn.Module):
     return jnp.take(table, buckets, axis=1)  # [H, ...]
 
   def __call__(self, length: int) -> Array:
+    """``[1, H, length, length]``: a one-hot contraction, not a gather.
+
+    The buckets are computed from iotas inside the program (no S x S
+    constant), and the lookup is a matmul with their one-hot encoding, whose
+    gradient is a matmul too (a gather's is a scatter-add of S x S values
+    into 32 buckets, which serialises on GPUs).
+    """
     cfg = self.config
-    buckets = attention.relative_position_buckets(
-        length, length, bidirectional=cfg.bidirectional_prefix_buckets,
+    position = jnp.arange(length, dtype=jnp.int32)
+    buckets = attention.relative_position_buckets_at(
+        position, length, bidirectional=cfg.bidirectional_prefix_buckets,
         num_buckets=cfg.relpos_num_buckets,
-        max_distance=cfg.relpos_max_distance)
-    return self._lookup(jnp.asarray(buckets))[None]
+        max_distance=cfg.relpos_max_distance)  # [q, k]
+    one_hot = (buckets[None] == jnp.arange(cfg.relpos_num_buckets)[
+        :, None, None]).astype(cfg.dtype)  # [buckets, q, k]
+    table = self.rel_embedding.astype(cfg.dtype)
+    return jnp.einsum("hn,nqk->hqk", table, one_hot)[None]
 
   def row(self, positions: Array, length: int) -> Array:
     """``[batch, H, 1, length]`` bias of one query per row at ``positions``."""
@@ -220,8 +231,13 @@ class SelfAttention(nn.Module):
       impl = attention.resolve_implementation(cfg.attention_implementation)
       rng = None
       rate = cfg.dropout_rate if cfg.attention_dropout else 0.0
-      if not self.deterministic and rate > 0.0 and impl == "xla":
-        rng = self.make_rng("dropout")
+      if not self.deterministic and rate > 0.0:
+        if impl == "xla":
+          rng = self.make_rng("dropout")
+        else:
+          attention._warn_once(  # pylint: disable=protected-access
+              "cuDNN attention: no dropout on attention probabilities (the "
+              "other dropouts stay); BUILD.md, 'Attention dropout'")
       out = attention.attend(
           q, k, v, bias=bias, implementation=impl, padding=padding,
           prefix=prefix, segment_ids=segment_ids,

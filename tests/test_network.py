@@ -68,6 +68,10 @@ def _init(model):
   return model.init(jax.random.PRNGKey(0), x, x, enable_dropout=False)
 
 
+def _grad(loss):
+  return jax.jit(jax.grad(loss))
+
+
 # --- Relative position buckets ------------------------------------------------
 def test_bucket_matrix_bidirectional_prefix():
   """T5 encoder buckets: later keys get buckets 17.. (future), not 0."""
@@ -150,7 +154,8 @@ def _logits(model, params, batch, mode):
     kwargs["decoder_causal_attention"] = prefix
   if mode == "packed":
     kwargs["decoder_segment_ids"] = segments
-  return model.apply(params, inputs, targets, enable_dropout=False, **kwargs)
+  return jax.jit(lambda p: model.apply(p, inputs, targets,
+                                       enable_dropout=False, **kwargs))(params)
 
 
 def _loss_fn(model, batch, mode):
@@ -178,7 +183,7 @@ def test_logits_and_gradients_equal_stock(mode):
     our_model = _ours(dtype=dtype)
     for name, model in (("stock", ref_model), ("ours", our_model)):
       logits = _logits(model, params, batch, mode)
-      grads = jax.grad(_loss_fn(model, batch, mode))(params)
+      grads = _grad(_loss_fn(model, batch, mode))(params)
       results[name, dtype] = (np.where(real, logits, 0.0), grads)
 
   def err(a, b):
@@ -204,9 +209,9 @@ def test_logits_and_gradients_equal_stock(mode):
 def test_remat_policies_give_the_same_gradients():
   batch = _batch()
   params = _init(_ours())
-  ref = jax.grad(_loss_fn(_ours(), batch, "prefix"))(params)
+  ref = _grad(_loss_fn(_ours(), batch, "prefix"))(params)
   for policy in ("dots_saveable", "full", "names:query,key,value,attention"):
-    got = jax.grad(_loss_fn(_ours(remat_policy=policy), batch,
+    got = _grad(_loss_fn(_ours(remat_policy=policy), batch,
                             "prefix"))(params)
     for a, b in zip(jax.tree_util.tree_leaves(got),
                     jax.tree_util.tree_leaves(ref)):
@@ -245,8 +250,8 @@ def test_cudnn_path_equals_xla(cudnn_on_cpu, mode, bound):
   real = (batch[1] > 0)[..., None]
   np.testing.assert_allclose(np.where(real, got, 0), np.where(real, ref, 0),
                              atol=1e-5)
-  grads = jax.grad(_loss_fn(fused, batch, mode))(params)
-  ref_grads = jax.grad(_loss_fn(_ours(bidirectional_prefix_buckets=True),
+  grads = _grad(_loss_fn(fused, batch, mode))(params)
+  ref_grads = _grad(_loss_fn(_ours(bidirectional_prefix_buckets=True),
                                 batch, mode))(params)
   for a, b in zip(jax.tree_util.tree_leaves(grads),
                   jax.tree_util.tree_leaves(ref_grads)):
@@ -285,11 +290,12 @@ def test_cached_decoding_equals_full_sequence(bidirectional):
   np.testing.assert_array_equal(cache["decoder"]["cache_index"], lengths)
   index = lengths.copy()
   rows = np.arange(B)
+  step = jax.jit(lambda cache, token: model.apply(
+      {**params, "cache": cache}, token, token, enable_dropout=False,
+      decode=True, max_decode_length=S, mutable=["cache"]))
   for _ in range(S - int(lengths.max())):
     token = inputs[rows, index][:, None]
-    logits, variables = model.apply(
-        {**params, "cache": cache}, token, token, enable_dropout=False,
-        decode=True, max_decode_length=S, mutable=["cache"])
+    logits, variables = step(cache, token)
     cache = variables["cache"]
     np.testing.assert_allclose(logits[:, 0], full[rows, index], atol=2e-5)
     index = index + 1
