@@ -171,13 +171,15 @@ def _loss_fn(model, batch, mode):
 @needs_stock
 @pytest.mark.parametrize("mode", ["causal", "prefix", "packed"])
 def test_logits_and_gradients_equal_stock(mode):
-  """float32: equal to rounding; bfloat16: within stock's own bf16 error."""
+  """float32: equal to rounding; bfloat16 (causal): within stock's bf16 error."""
   stock = _stock()
   params = _init(_ours())
   batch = _batch()
   real = (batch[1] > 0)[..., None]
   results = {}
-  for dtype in (jnp.float32, jnp.bfloat16):
+  # bfloat16 once (causal); the masks are the same code in both dtypes.
+  dtypes = (jnp.float32, jnp.bfloat16) if mode == "causal" else (jnp.float32,)
+  for dtype in dtypes:
     ref_model = stock.DecoderWrapper(stock.TransformerConfig(
         **dict(TINY, dtype=dtype)))
     our_model = _ours(dtype=dtype)
@@ -196,6 +198,8 @@ def test_logits_and_gradients_equal_stock(mode):
   logit_err, grad_err = err(results["ours", jnp.float32],
                             results["stock", jnp.float32])
   assert logit_err < 1e-4 and grad_err < 1e-4, (logit_err, grad_err)
+  if mode != "causal":
+    return
   # bfloat16: ours is no farther from the float32 reference than stock is.
   reference = results["stock", jnp.float32]
   stock_err = err(results["stock", jnp.bfloat16], reference)
