@@ -46,6 +46,10 @@ if _REPO not in sys.path:
 
 from audiolm_t5x import constants  # pylint: disable=g-import-not-at-top
 
+_BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+if _BENCH_DIR not in sys.path:
+  sys.path.insert(0, _BENCH_DIR)  # stock_network
+
 STAGES_DIR = os.path.join(_REPO, "t5x_configs", "stages")
 
 
@@ -103,27 +107,66 @@ def flops_per_token(*, vocab_size: int, length: int) -> float:
 NUM_LAYERS = constants.NUM_LAYERS  # --layers overrides it for smoke runs
 
 
-def _build(shape: StageShape, devices, per_device_batch: int, *, seed: int):
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """Which network and how it is run."""
+
+  network: str = "stock"  # "stock": T5X's decoder-only network; "ours"
+  remat: str = "none"  # ours: audiolm_t5x.network.remat_policy name
+  pad_multiple: int = 64  # ours: cuDNN length multiple
+  attention: str = "auto"  # ours: "auto", "cudnn" or "xla"
+  microbatches: int = 1  # gradient accumulation, as trainer.num_microbatches
+
+  @property
+  def label(self) -> str:
+    if self.network == "stock":
+      return "stock"
+    return (f"ours(remat={self.remat},pad={self.pad_multiple}"
+            f",mb={self.microbatches})")
+
+
+def make_model(shape: StageShape, variant: Variant, *, dropout: float = None):
+  """The paper-size network of ``variant`` for ``shape``."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  kwargs = dict(
+      vocab_size=shape.vocab_size, dtype=jnp.bfloat16,
+      emb_dim=constants.D_MODEL, num_heads=constants.NUM_HEADS,
+      num_layers=NUM_LAYERS, head_dim=constants.HEAD_DIM,
+      mlp_dim=constants.D_FF, mlp_activations=("gelu", "linear"),
+      dropout_rate=constants.DROPOUT_RATE if dropout is None else dropout,
+      logits_via_embedding=False)
+  if variant.network == "stock":
+    import stock_network  # pylint: disable=g-import-not-at-top
+    network = stock_network.load()
+    return network.DecoderWrapper(network.TransformerConfig(**kwargs))
+  from audiolm_t5x import network  # pylint: disable=g-import-not-at-top
+  return network.DecoderWrapper(network.TransformerConfig(
+      **kwargs, attention_implementation=variant.attention,
+      attention_pad_multiple=variant.pad_multiple,
+      bidirectional_prefix_buckets=bool(shape.inputs),
+      max_prefix_length=(shape.inputs + 1) if shape.inputs else None,
+      remat_policy=variant.remat))
+
+
+def _build(shape: StageShape, devices, per_device_batch: int, *, seed: int,
+           variant: Variant = Variant()):
   """Builds the sharded train step, state and a batch for ``devices``."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
   from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
-  from t5x.examples.decoder_only import network  # pylint: disable=g-import-not-at-top
 
-  cfg = network.TransformerConfig(
-      vocab_size=shape.vocab_size, dtype=jnp.bfloat16,
-      emb_dim=constants.D_MODEL, num_heads=constants.NUM_HEADS,
-      num_layers=NUM_LAYERS, head_dim=constants.HEAD_DIM,
-      mlp_dim=constants.D_FF, mlp_activations=("gelu", "linear"),
-      dropout_rate=constants.DROPOUT_RATE, logits_via_embedding=False)
-  model = network.DecoderWrapper(cfg)
+  model = make_model(shape, variant)
   mesh = Mesh(np.asarray(devices), ("data",))
   replicated = NamedSharding(mesh, P())
   data_sharded = NamedSharding(mesh, P("data"))
   batch_size = per_device_batch * len(devices)
   length = shape.length
+  micro = variant.microbatches
+  if per_device_batch % micro:
+    raise ValueError(f"batch {per_device_batch} per device is not a multiple "
+                     f"of {micro} microbatches")
 
   tx = optax.adafactor(learning_rate=1e-2, decay_rate=0.8,
                        multiply_by_parameter_scale=True)
@@ -164,10 +207,32 @@ def _build(shape: StageShape, devices, per_device_batch: int, *, seed: int):
         logits, b["decoder_target_tokens"][..., None], axis=-1)[..., 0]
     w = b["decoder_loss_weights"]
     loss = jnp.sum(((log_z - target_logit) + z_loss * log_z**2) * w)
-    return loss / jnp.sum(w)
+    return loss, jnp.sum(w)
+
+  def grads_of(p, b, step_rng):
+    if micro == 1:
+      (loss, n), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+          p, b, step_rng)
+      return loss / n, jax.tree.map(lambda g: g / n, grads)
+    # Gradient accumulation over microbatches, as T5X's trainer does.
+    split = jax.tree.map(
+        lambda x: x.reshape((micro, x.shape[0] // micro) + x.shape[1:]), b)
+
+    def body(carry, xs):
+      loss_sum, n_sum, g_sum = carry
+      mb, i = xs
+      (loss, n), g = jax.value_and_grad(loss_fn, has_aux=True)(
+          p, mb, jax.random.fold_in(step_rng, i))
+      return (loss_sum + loss, n_sum + n,
+              jax.tree.map(jnp.add, g_sum, g)), None
+
+    zeros = jax.tree.map(jnp.zeros_like, p)
+    (loss, n, grads), _ = jax.lax.scan(
+        body, (0.0, 0.0, zeros), (split, jnp.arange(micro)))
+    return loss / n, jax.tree.map(lambda g: g / n, grads)
 
   def step(p, o, b, step_rng):
-    loss, grads = jax.value_and_grad(loss_fn)(p, b, step_rng)
+    loss, grads = grads_of(p, b, step_rng)
     updates, o = tx.update(grads, o, p)
     return optax.apply_updates(p, updates), o, loss
 
@@ -201,11 +266,12 @@ def _compiled_bytes(compiled) -> Optional[int]:
 
 
 def measure(shape: StageShape, devices, per_device_batch: int, *,
-            steps: int, warmup: int, seed: int = 0) -> Dict:
+            steps: int, warmup: int, seed: int = 0,
+            variant: Variant = Variant()) -> Dict:
   """Compiles and times ``steps`` train steps; raises on out-of-memory."""
   import jax  # pylint: disable=g-import-not-at-top
   step_fn, params, opt_state, batch = _build(shape, devices, per_device_batch,
-                                             seed=seed)
+                                             seed=seed, variant=variant)
   key = jax.random.PRNGKey(seed + 1)
   t0 = time.perf_counter()
   compiled = step_fn.lower(params, opt_state, batch, key).compile()
@@ -214,13 +280,16 @@ def measure(shape: StageShape, devices, per_device_batch: int, *,
   for i in range(warmup):
     params, opt_state, loss = compiled(params, opt_state, batch,
                                        jax.random.fold_in(key, i))
-  loss.block_until_ready()
-  t0 = time.perf_counter()
+    loss.block_until_ready()
+  times = []
   for i in range(steps):
+    t0 = time.perf_counter()
     params, opt_state, loss = compiled(params, opt_state, batch,
                                        jax.random.fold_in(key, warmup + i))
-  loss.block_until_ready()
-  step_s = (time.perf_counter() - t0) / steps
+    loss.block_until_ready()
+    times.append(time.perf_counter() - t0)
+  step_s = sorted(times)[len(times) // 2]  # median
+  stats = devices[0].memory_stats() or {}
   n = len(devices)
   global_batch = per_device_batch * n
   tokens_per_s = global_batch * shape.length / step_s
@@ -233,8 +302,58 @@ def measure(shape: StageShape, devices, per_device_batch: int, *,
       "target_tokens_per_s": global_batch * shape.targets / step_s,
       "compile_s": compile_s, "planned_gb_per_device":
           None if planned is None else planned / 1e9,
-      "loss": float(loss),
+      "loss": float(loss), "network": variant.label,
+      "process_peak_gb": stats.get("peak_bytes_in_use", 0) / 1e9 or None,
   }
+
+
+def measure_decode(shape: StageShape, device, batch: int, *, steps: int,
+                   variant: Variant) -> Dict:
+  """Cached decoding: ``steps`` one-token steps over a full-length cache.
+
+  The cache holds the stage's whole decoder length (as T5X's predict_batch
+  allocates it); each step attends over all of it under the mask, so the
+  time per step does not depend on how far decoding has got. The steps run
+  inside one ``lax.fori_loop`` (no Python dispatch per token), with the
+  parameters in bfloat16 (as inference restores them) and greedy argmax.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  model = make_model(shape, variant, dropout=0.0)
+  length = shape.length
+  dummy = jnp.ones((1, length), jnp.int32)
+  params = jax.jit(lambda r: model.init(r, dummy, dummy,
+                                        enable_dropout=False)["params"])(
+                                            jax.random.PRNGKey(0))
+  params = jax.tree.map(lambda x: x.astype(jnp.bfloat16), params)
+  full = jnp.ones((batch, length), jnp.int32)
+  _, variables = jax.jit(lambda p: model.apply(
+      {"params": p}, full, full, enable_dropout=False, decode=True,
+      mutable=["cache"]))(params)
+  cache = variables["cache"]
+
+  def run(p, cache, token):
+    def body(_, carry):
+      cache, token = carry
+      logits, new = model.apply({"params": p, "cache": cache}, token, token,
+                                enable_dropout=False, decode=True,
+                                max_decode_length=length, mutable=["cache"])
+      return new["cache"], jnp.argmax(logits, -1).astype(jnp.int32)
+    return jax.lax.fori_loop(0, steps, body, (cache, token))
+
+  run = jax.jit(run, donate_argnums=(1,))
+  token = jnp.full((batch, 1), 2, jnp.int32)
+  t0 = time.perf_counter()
+  cache, out = run(params, cache, token)
+  out.block_until_ready()
+  compile_s = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  cache, out = run(params, cache, token)
+  out.block_until_ready()
+  step_s = (time.perf_counter() - t0) / steps
+  return {"stage": shape.name, "length": length, "network": variant.label,
+          "decode_batch": batch, "decode_step_ms": step_s * 1e3,
+          "decode_tokens_per_s": batch / step_s, "compile_s": compile_s}
 
 
 def _is_oom(err: Exception) -> bool:
@@ -268,26 +387,96 @@ def largest_batch(shape: StageShape, device, *, probe: int, multiple: int,
   return best
 
 
+def _per_stage(text: str, stage: str, cast=int):
+  """``"8"`` or ``"semantic=1,coarse=4"`` -> the value for ``stage``."""
+  if "=" not in text:
+    return cast(text)
+  values = dict(item.split("=") for item in text.split(",") if item)
+  if stage not in values:
+    raise SystemExit(f"no value for stage {stage!r} in {text!r}")
+  return cast(values[stage])
+
+
+def _print(r: Dict) -> None:
+  if "decode_batch" in r:
+    print(f"[{r['stage']}] {r['network']} decode S={r['length']} batch "
+          f"{r['decode_batch']}: {r['decode_step_ms']:.2f} ms/step, "
+          f"{r['decode_tokens_per_s']:.0f} tokens/s "
+          f"(compile {r['compile_s']:.0f}s)", flush=True)
+    return
+  print(f"[{r['stage']}] {r['network']} S={r['length']} devices="
+        f"{r['devices']} batch={r['global_batch']} "
+        f"({r['per_device_batch']}/device): {r['step_s']*1e3:.1f} ms/step, "
+        f"{r['tokens_per_s']/1e3:.1f}k tokens/s, MFU {100*r['mfu']:.1f}% "
+        f"({100*r['mfu_matmul_ceiling']:.1f}% of the matmul ceiling)"
+        + (f", scaling {100*r['scaling_efficiency']:.1f}%"
+           if "scaling_efficiency" in r else "")
+        + f", plan {r['planned_gb_per_device']:.1f} GB, "
+        f"{r['days_per_1m_steps_at_256']:.1f} days/1M steps at 256, "
+        f"compile {r['compile_s']:.0f}s, loss {r['loss']:.2f}", flush=True)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--stages", default="semantic,coarse,fine")
-  parser.add_argument("--devices", default="1,2",
+  parser = argparse.ArgumentParser(
+      description=__doc__.split("\n")[0],
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser.add_argument("--stages", default="semantic,coarse,fine",
+                      help="stages to measure (stage gin names)")
+  parser.add_argument("--networks", default="stock,ours",
+                      help="stock (T5X's decoder-only network) and/or ours "
+                      "(audiolm_t5x.network)")
+  parser.add_argument("--devices", default="1",
                       help="device counts to measure, comma-separated")
-  parser.add_argument("--steps", type=int, default=10)
-  parser.add_argument("--warmup", type=int, default=2)
-  parser.add_argument("--batch", type=int, default=0,
-                      help="per-device batch; 0 = the largest that fits")
-  parser.add_argument("--probe", type=int, default=16)
-  parser.add_argument("--multiple", type=int, default=8)
+  parser.add_argument("--steps", type=int, default=10,
+                      help="timed steps (the median is reported)")
+  parser.add_argument("--warmup", type=int, default=2,
+                      help="untimed steps after compilation")
+  parser.add_argument("--batch", default="256",
+                      help="per-device batch of ours: N or stage=N,...")
+  parser.add_argument("--stock_batch", default="semantic=120,coarse=16,"
+                      "fine=24", help="per-device batch of the stock network "
+                      "(N or stage=N,...; 0 = the largest whose XLA plan "
+                      "fits); the defaults are the largest that fit an H200")
+  parser.add_argument("--remat", default="dots_with_no_batch_dims_saveable",
+                      help="remat policy of ours (N or stage=policy,...)")
+  parser.add_argument("--microbatches", default="semantic=1,coarse=4,fine=4",
+                      help="gradient accumulation steps of ours (N or "
+                      "stage=N,...)")
+  parser.add_argument("--pad_multiples", default="64",
+                      help="cuDNN length multiples of ours to compare, "
+                      "comma-separated (on the first stage only if several)")
+  parser.add_argument("--attention", default="auto",
+                      choices=["auto", "cudnn", "xla"],
+                      help="attention implementation of ours")
+  parser.add_argument("--peer_batch", type=int, default=0,
+                      help="also measure ours at this batch on the first "
+                      "stage (audiolm-pytorch's figure is at 32); 0: skip")
+  parser.add_argument("--decode_batches", default="",
+                      help="cached-decoding batches to time on the first "
+                      "stage, comma-separated (e.g. 1,64); empty: skip")
+  parser.add_argument("--decode_steps", type=int, default=256,
+                      help="decoding steps timed per batch")
+  parser.add_argument("--probe", type=int, default=16,
+                      help="batch of the memory-plan probe (stock, batch 0)")
+  parser.add_argument("--multiple", type=int, default=8,
+                      help="batch multiple of the probe's answer")
   parser.add_argument("--memory_fraction", type=float, default=0.9,
                       help="share of device memory the plan may take")
-  parser.add_argument("--peak_tflops", type=float, default=989.0)
+  parser.add_argument("--peak_tflops", type=float, default=989.0,
+                      help="dense bf16 peak of one device (H100/H200 SXM)")
+  parser.add_argument("--matmul_tflops", type=float, default=790.0,
+                      help="measured bf16 matmul ceiling of one device")
   parser.add_argument("--json", default="", help="write results here")
   parser.add_argument("--layers", type=int, default=constants.NUM_LAYERS,
                       help="override the paper's 12 layers (smoke runs)")
+  parser.add_argument("--stages_dir", default=STAGES_DIR,
+                      help="folder of the stage gins (smoke runs)")
   args = parser.parse_args(argv)
   global NUM_LAYERS
   NUM_LAYERS = args.layers
+  networks = [n for n in args.networks.split(",") if n]
+  if set(networks) - {"stock", "ours"}:
+    parser.error(f"--networks: expected stock and/or ours, got {networks}")
 
   import jax  # pylint: disable=g-import-not-at-top
   all_devices = jax.devices()
@@ -300,47 +489,72 @@ def main(argv: Optional[List[str]] = None) -> int:
   if "bytes_limit" in stats:
     capacity = float(stats["bytes_limit"])
   results = []
-  for stage in args.stages.split(","):
-    shape = read_stage_gin(stage)
-    batch = args.batch
-    if not batch:
-      if capacity is None:
-        raise SystemExit("device memory unknown: pass --batch")
-      batch = largest_batch(shape, all_devices[0], probe=args.probe,
-                            multiple=args.multiple,
-                            budget_bytes=args.memory_fraction * capacity)
-    for n in counts:
-      b = batch
-      while b >= 1:
+
+  def record(r: Dict) -> None:
+    results.append(r)
+    if args.json:  # after every result, so a cut-off run keeps its figures
+      with open(args.json, "w") as f:
+        json.dump(results, f, indent=2)
+    _print(r)
+
+  stages = [s for s in args.stages.split(",") if s]
+  for k, stage in enumerate(stages):
+    shape = read_stage_gin(stage, args.stages_dir)
+    fpt = flops_per_token(vocab_size=shape.vocab_size, length=shape.length)
+    plans = []  # (variant, per-device batch)
+    if "stock" in networks:
+      b = _per_stage(args.stock_batch, stage)
+      if not b:
+        if capacity is None:
+          raise SystemExit("device memory unknown: pass --stock_batch")
+        b = largest_batch(shape, all_devices[0], probe=args.probe,
+                          multiple=args.multiple,
+                          budget_bytes=args.memory_fraction * capacity)
+      plans.append((Variant(), b))
+    if "ours" in networks:
+      pads = [int(p) for p in args.pad_multiples.split(",") if p]
+      if k > 0:
+        pads = pads[:1]
+      for pad in pads:
+        v = Variant("ours", _per_stage(args.remat, stage, str), pad,
+                    args.attention, _per_stage(args.microbatches, stage))
+        plans.append((v, _per_stage(args.batch, stage)))
+      if k == 0 and args.peer_batch:
+        first = [v for v, _ in plans if v.network == "ours"][0]
+        plans.append((dataclasses.replace(first, microbatches=1),
+                      args.peer_batch))
+    for variant, b in plans:
+      for n in counts:
         try:
           r = measure(shape, all_devices[:n], b, steps=args.steps,
-                      warmup=args.warmup)
-          break
+                      warmup=args.warmup, variant=variant)
         except Exception as err:  # pylint: disable=broad-except
           if not _is_oom(err):
             raise
-          print(f"[{stage}] batch {b} per device: out of memory", flush=True)
-          b = b - args.multiple if b > args.multiple else b // 2
-      else:
-        continue
-      fpt = flops_per_token(vocab_size=shape.vocab_size, length=shape.length)
-      r["model_tflops_per_device"] = r["tokens_per_s"] * fpt / n / 1e12
-      r["mfu"] = r["model_tflops_per_device"] / args.peak_tflops
-      one = [x for x in results if x["stage"] == stage and x["devices"] == 1]
-      if n > 1 and one:
-        r["scaling_efficiency"] = r["tokens_per_s"] / (n * one[0]["tokens_per_s"])
-      results.append(r)
-      if args.json:  # after every result, so a cut-off run keeps its figures
-        with open(args.json, "w") as f:
-          json.dump(results, f, indent=2)
-      print(f"[{stage}] S={r['length']} devices={n} batch={r['global_batch']} "
-            f"({b}/device): {r['step_s']*1e3:.1f} ms/step, "
-            f"{r['tokens_per_s']/1e3:.1f}k tokens/s, "
-            f"MFU {100*r['mfu']:.1f}%"
-            + (f", scaling {100*r['scaling_efficiency']:.1f}%"
-               if "scaling_efficiency" in r else "")
-            + f", plan {r['planned_gb_per_device']:.1f} GB, "
-            f"compile {r['compile_s']:.0f}s, loss {r['loss']:.2f}", flush=True)
+          print(f"[{stage}] {variant.label} batch {b} per device: out of "
+                f"memory", flush=True)
+          continue
+        r["model_tflops_per_device"] = r["tokens_per_s"] * fpt / n / 1e12
+        r["mfu"] = r["model_tflops_per_device"] / args.peak_tflops
+        r["mfu_matmul_ceiling"] = (r["model_tflops_per_device"]
+                                   / args.matmul_tflops)
+        r["days_per_1m_steps_at_256"] = (
+            constants.TRAIN_STEPS * constants.BATCH_SIZE * shape.length
+            / r["tokens_per_s"] / 86400)
+        one = [x for x in results if x.get("stage") == stage
+               and x.get("devices") == 1 and x.get("network") == variant.label
+               and x.get("per_device_batch") == b]
+        if n > 1 and one:
+          r["scaling_efficiency"] = r["tokens_per_s"] / (
+              n * one[0]["tokens_per_s"])
+        record(r)
+    if k == 0 and args.decode_batches:
+      for net in networks:
+        variant = Variant() if net == "stock" else Variant(
+            "ours", attention=args.attention)
+        for b in [int(x) for x in args.decode_batches.split(",") if x]:
+          record(measure_decode(shape, all_devices[0], b,
+                                steps=args.decode_steps, variant=variant))
   return 0
 
 
