@@ -3,12 +3,14 @@
 The LibriSpeech recipe runs stages 0-4 (and 5, the tiny stage-1 model for two
 steps, with AUDIOLM_RECIPE_TRAIN=1 where T5X is installed) over
 released-style archives built from the team's clips, then runs again: the
-second run must skip every done stage. The piano recipe runs stages 0-3 (4-5
+second run must skip every done stage; stages 8-9's command lines are
+parsed by the real commands' parsers. The piano recipe runs stages 0-3 (4-5
 likewise) on a few rendered seconds.
 """
 
 import hashlib
 import importlib.util
+import json
 import os
 import pathlib
 import subprocess
@@ -142,22 +144,82 @@ def test_rerun_skips_every_done_stage(recipe_run):
           } == recipe_run["markers"]
 
 
-def _exists(module: str) -> bool:
-  return importlib.util.find_spec(module) is not None
+# Stages 8-9 need all three trained stages (more than this test trains): here
+# a stand-in $PYTHON records their command lines instead of running them, and
+# each is parsed by the real command's own parser (flag names, required flags,
+# Beam flags), with its paths checked against the earlier stages' outputs.
+RECORDING_PYTHON = """#!/usr/bin/env bash
+if [[ "$1" == -m && "$2" == audiolm_t5x.pipelines.* ]]; then
+  exec {python} -c 'import json, sys; open(sys.argv[1], "a").write(json.dumps(sys.argv[2:]) + "\\n")' {record} "${{@:2}}"
+fi
+exec {python} "$@"
+"""
 
 
-def test_missing_commands_are_said_and_not_marked(recipe_run):
-  """Stages 8 and 9 say which command is missing and leave no marker."""
-  if _exists("audiolm_t5x.pipelines.generate") or _exists(
-      "audiolm_t5x.pipelines.evaluate_tokens"):
-    pytest.skip("generation / evaluation commands exist here: stages 8-9 "
-                "need all three trained stages, more than this test trains")
-  proc = run_recipe(recipe_run["config"], "--stage", "8")
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "pipelines.generate is not in this installation" in proc.stdout
-  assert "no evaluation command exists yet" in proc.stdout
-  done = recipe_run["work"] / "done"
-  assert not list(done.glob("stage8.*")) and not list(done.glob("stage9.*"))
+def _stage_parsers():
+  from audiolm_t5x.pipelines.evaluation import continuations  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.pipelines.evaluation import detector  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.pipelines.evaluation import lm_scores  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.pipelines.evaluation import token_quality  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.pipelines.generation import job  # pylint: disable=g-import-not-at-top
+  # module -> (its parser, whether it is a Beam job taking Beam's flags)
+  return {"generate": (job.make_parser(), True),
+          "evaluate_tokens": (token_quality.make_parser(), True),
+          "evaluate_continuations": (continuations.make_parser(), True),
+          "score_lm_pairs": (lm_scores.make_parser(), False),
+          "train_detector": (detector.make_parser(), False)}
+
+
+def test_stages_8_and_9_call_the_real_commands_with_their_flags(recipe_run,
+                                                                tmp_path):
+  work = tmp_path / "work"  # markers apart from recipe_run's
+  work.mkdir()
+  (work / "corpus.env").write_bytes(
+      (recipe_run["work"] / "corpus.env").read_bytes())
+  record = tmp_path / "commands.jsonl"
+  wrapper = tmp_path / "python"
+  wrapper.write_text(RECORDING_PYTHON.format(python=sys.executable,
+                                             record=record))
+  wrapper.chmod(0o755)
+  config = tmp_path / "stages89.sh"
+  config.write_text(f"source {recipe_run['config']}\nWORK_DIR={work}\n"
+                    f"DATA_ROOT={recipe_run['data']}\nPYTHON={wrapper}\n")
+  proc = run_recipe(config, "--stage", "8")
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert "not in this installation" not in proc.stdout
+  calls = [json.loads(line) for line in record.read_text().splitlines()]
+  modules = [c[0].rsplit(".", 1)[1] for c in calls]
+  assert modules == ["generate", "evaluate_tokens", "evaluate_continuations",
+                     "score_lm_pairs", "train_detector"]
+  data = recipe_run["data"]
+  parsers, parsed = _stage_parsers(), {}
+  for module, call in zip(modules, calls):
+    parser, beam = parsers[module]
+    args, unknown = parser.parse_known_args(call[1:])  # exits 2 on a bad flag
+    assert unknown == (["--runner=DirectRunner"] if beam else []), module
+    parsed[module] = args
+  g = parsed["generate"]
+  for s in ("semantic", "coarse", "fine"):
+    assert getattr(g, f"{s}_checkpoint") == str(
+        data / "models" / s / "checkpoint_2")
+  assert pathlib.Path(g.kmeans).is_file() and pathlib.Path(g.prompts).is_dir()
+  assert pathlib.Path(g.lyra_dir).is_dir() and g.gin_file == ["models/tiny.gin"]
+  assert (g.mode, g.prompt_seconds, g.num_samples) == ("continuation", 3.0, 1)
+  t = parsed["evaluate_tokens"]
+  assert t.codec == ["lyra:levels=24,pack=2"] and pathlib.Path(
+      t.audio_dir).is_dir()
+  assert parsed["evaluate_continuations"].generated == g.output_dir
+  lm = parsed["score_lm_pairs"]
+  assert lm.make_smoke_set and lm.kmeans == g.kmeans
+  assert lm.checkpoint == g.semantic_checkpoint
+  assert lm.gin_file == ["models/audiolm_decoder.gin", "stages/semantic.gin",
+                         "models/tiny.gin"]
+  d = parsed["train_detector"]
+  assert (d.generated, d.real, d.codec_backend) == (g.output_dir, g.prompts,
+                                                    "lyra")
+  assert f"model_dir={g.lyra_dir}" in d.acoustic_option
+  done = sorted(p.name for p in (work / "done").iterdir())
+  assert done == ["stage8.generate.done", "stage9.evaluate.done"]
 
 
 @pytest.mark.parametrize("args,message", [

@@ -78,7 +78,22 @@ TRAIN_EXTRA_ARGS=()           # more flags for t5x.train, e.g. --gin.RANDOM_SEED
 PROMPT_SECONDS=3
 CONTINUATION_SECONDS=10
 NUM_PROMPTS_SAMPLES=1         # samples per prompt
-GENERATE_EXTRA_ARGS=()
-EVALUATE_TOKENS_ARGS=()       # extra flags of pipelines.evaluate_tokens
-EVALUATE_CONTINUATIONS_ARGS=()
-DETECTOR_ARGS=()
+# Generation runs the T5X stages in this process (DirectRunner): the host that
+# trained them. Its flags: python -m pipelines.generate --help.
+GENERATE_BEAM_ARGS=(--runner=DirectRunner)
+GENERATE_EXTRA_ARGS=()        # e.g. (--batch_size=16 --coarse_temperature=0.8)
+# Token quality: codec reconstruction (ViSQOL, PESQ, STOI) of the prompt split
+# with the tokenization's codec; add --espeak_set (local output only) or
+# --item_file/--item_audio_dir for ABX of the semantic tokens.
+EVALUATE_TOKENS_ARGS=(--max_files=20 --max_seconds=10)
+EVALUATE_CONTINUATIONS_ARGS=() # e.g. (--asr=transformers --asr_model=DIR)
+# LM pair scores (sWUGGY / sBLIMP style) of the stage-1 model: a ZeroSpeech
+# 2021 root (lexical/<split>/gold.csv ...); empty: the espeak-ng smoke set,
+# synthesized into $DATA_ROOT/eval/lm_smoke_set (labelled as a smoke set).
+LM_SCORES_DATA=""
+LM_SCORES_ARGS=()             # e.g. (--split=test --tasks=lexical --batch_size=64)
+# Detector: real prompt-split audio vs the generated continuations; with
+# DETECTOR_CODEC_NEGATIVES=true also vs codec resyntheses of the real audio
+# (the tokenization's codec), reported apart.
+DETECTOR_CODEC_NEGATIVES=true
+DETECTOR_ARGS=()              # e.g. (--epochs=10 --batch_size=32)

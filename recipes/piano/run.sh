@@ -14,7 +14,8 @@
 #   3 report      data report (pipelines.report)
 #   4 semantic    train piano stage 1 (t5x.train, train/piano_semantic.gin)
 #   5 acoustic    train piano stage 2, all 3 levels (t5x.train, train/piano_acoustic.gin)
-#   6 generate    continue a rendered dev piece (pipelines.generate, where it exists)
+#   6 generate    continue a rendered dev piece (not yet: pipelines.generate chains
+#                 three stages, the piano has two; the stage says so)
 #
 # Settings: recipes/piano/config.sh; --config FILE is sourced after it.
 set -euo pipefail
@@ -101,18 +102,13 @@ fi
 
 if begin_stage 6 generate "continue ${PROMPT_SECONDS} s of the rendered dev pieces to ${CONTINUATION_SECONDS} s (two stages, no fine stage)" \
     "$GENERATED"; then
-  if module_exists "$GENERATE_MODULE"; then
-    step="$(checkpoint_step)"
-    run "$PYTHON" -m "$GENERATE_MODULE" --prompts="$CORPUS/dev-rendered" \
-      --output_dir="$GENERATED" \
-      --semantic_checkpoint="$MODELS/piano_semantic/checkpoint_$step" \
-      --coarse_checkpoint="$MODELS/piano_acoustic/checkpoint_$step" \
-      --prompt_seconds="$PROMPT_SECONDS" --seconds="$CONTINUATION_SECONDS" \
-      "${GENERATE_EXTRA_ARGS[@]}"
-    end_stage "$GENERATED"
-  else
-    echo "   $GENERATE_MODULE is not in this installation (issue 8): stage 6 skipped, not marked done"
-  fi
+  # pipelines.generate chains the three speech stages (semantic -> coarse ->
+  # fine; all three checkpoints are required flags). The piano's two stages
+  # (semantic -> all 3 acoustic levels in one model) are not a chain it
+  # knows yet, so this stage says so and is not marked done.
+  echo "   $GENERATE_MODULE chains three stages (semantic, coarse, fine);" \
+    "the piano's two-stage chain is not supported by it yet:" \
+    "stage 6 skipped, not marked done"
 fi
 
 echo
