@@ -370,10 +370,12 @@ def add_tokenizer_flags(parser: argparse.ArgumentParser, *,
       "layer=7, device=cuda)")
   if not acoustic:
     return
+  offered = _offered_acoustic_backends()
   parser.add_argument(
-      "--acoustic_backend", default="lyra",
-      help="acoustic tokenizer: lyra (Lyra v2 SoundStream), dac, encodec, "
-      "saved_model")
+      "--acoustic_backend", default="lyra", type=_acoustic_backend,
+      help="acoustic tokenizer at the data contract's "
+      f"{constants.ACOUSTIC_RATE_HZ} Hz: {', '.join(offered)} (lyra: Lyra v2 "
+      "SoundStream)")
   parser.add_argument(
       "--acoustic_option", action="append", default=[], metavar="KEY=VALUE",
       help="option of the acoustic backend, repeatable (lyra: levels=N, "
@@ -391,6 +393,29 @@ def add_tokenizer_flags(parser: argparse.ArgumentParser, *,
       "--lyra_download", action="store_true",
       help="download Lyra's files from github.com/google/lyra when not found "
       "(sha256-verified, cached)")
+
+
+def _offered_acoustic_backends() -> list[str]:
+  from .tokenizers import base  # pylint: disable=g-import-not-at-top
+
+  return base.contract_acoustic_backends()
+
+
+def _acoustic_backend(name: str) -> str:
+  """``--acoustic_backend``'s type: a backend at the contract's frame rate."""
+  from .tokenizers import base  # pylint: disable=g-import-not-at-top
+
+  offered = _offered_acoustic_backends()
+  if name in offered:
+    return name
+  if name in base.acoustic_backends():
+    cls = base.registry_class(base.ACOUSTIC, name)
+    raise argparse.ArgumentTypeError(
+        f"{name} is not offered: it gives {cls.nominal_rate_hz:g} Hz frames "
+        f"and the data contract needs {constants.ACOUSTIC_RATE_HZ} Hz "
+        "(audiolm_t5x/contract.py); use dac or lyra")
+  raise argparse.ArgumentTypeError(
+      f"unknown acoustic backend {name!r}; choose from {', '.join(offered)}")
 
 
 def semantic_options(args: argparse.Namespace) -> dict:

@@ -347,12 +347,22 @@ def test_tokenize_job_with_public_checkpoint_backends(models, librispeech_tree,
   assert seen == 2
 
 
-def test_tokenize_job_refuses_a_75hz_codec(models, librispeech_tree,
-                                           kmeans_codebook, tmp_path):
+def test_commands_do_not_offer_a_75hz_codec(tmp_path, capsys):
   from audiolm_t5x.pipelines import tokenize_corpus  # pylint: disable=g-import-not-at-top
 
-  with pytest.raises(ValueError, match="75 Hz frames"):
-    tokenize_corpus.run([f"--input_dir={librispeech_tree}",
-                  f"--output_dir={tmp_path}", f"--kmeans={kmeans_codebook}",
-                  "--acoustic_backend=encodec",
-                  f"--acoustic_option=model={models['encodec']}"])
+  assert base.contract_acoustic_backends() == ["dac", "lyra", "saved_model"]
+  assert "encodec" in base.acoustic_backends()  # library-only, from Python
+  help_text = " ".join(tokenize_corpus.make_parser().format_help().split())
+  assert ("acoustic tokenizer at the data contract's 50 Hz: dac, lyra, "
+          "saved_model") in help_text
+  assert "encodec" not in help_text
+  assert tokenize_corpus.main([
+      f"--input_dir={tmp_path}", f"--output_dir={tmp_path / 'out'}",
+      f"--kmeans={tmp_path / 'k.npz'}", "--acoustic_backend=encodec"]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.splitlines() == [err]  # one line, before any compute
+  assert err.endswith(
+      "error: argument --acoustic_backend: encodec is not offered: it gives "
+      "75 Hz frames and the data contract needs 50 Hz "
+      "(audiolm_t5x/contract.py); use dac or lyra")
+  assert not (tmp_path / "out").exists()

@@ -22,7 +22,6 @@ from audiolm_t5x.pipelines.tokenizers import base
 from audiolm_t5x.pipelines.tokenizers import kmeans
 
 
-@base.register_semantic("test_energy")
 class EnergyEmbedder(base.SemanticEmbedder):
   """Picklable fake: per-frame log energy and zero-crossing rate (2-d)."""
 
@@ -39,7 +38,6 @@ class EnergyEmbedder(base.SemanticEmbedder):
     return np.stack([energy, zcr], axis=1).astype(np.float32)
 
 
-@base.register_acoustic("test_levels")
 class LevelCodes(base.AcousticTokenizer):
   """Picklable fake: 2 levels of 8 codes from per-frame amplitude."""
 
@@ -55,6 +53,16 @@ class LevelCodes(base.AcousticTokenizer):
     amp = np.abs(waveform[: n * 320].reshape(n, 320)).max(axis=1)
     q = np.clip((amp * 8 / 0.31).astype(np.int64), 0, 7)
     return np.stack([q, 7 - q], axis=1)
+
+
+@pytest.fixture
+def fake_backends():
+  """Registers the fakes for one test; the registry is left as it was."""
+  base.register_semantic("test_energy")(EnergyEmbedder)
+  base.register_acoustic("test_levels")(LevelCodes)
+  yield
+  base.unregister(base.SEMANTIC, "test_energy")
+  base.unregister(base.ACOUSTIC, "test_levels")
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +103,7 @@ def test_read_corpus_groups_a_chapter_in_reading_order(sample):
                            ["9003-5-0000", "9003-5-0001", "9003-5-0002"])]))
 
 
-def test_tokenize_audio_with_fake_backends(sample, codebook):
+def test_tokenize_audio_with_fake_backends(sample, codebook, fake_backends):
   spec = tokenize_audio.TokenizerSpec(semantic="test_energy", codebook=codebook,
                                   acoustic="test_levels")
   with TestPipeline() as p:
@@ -191,3 +199,12 @@ def test_read_corpus_librilight_layout(tmp_path):
                           ("100/sea_fairies_0812_librivox/02_baum_64kb", 100,
                            -1, "")]), label="items")
     assert_that(dead, equal_to([]), label="dead")
+
+
+def test_fake_backends_live_only_inside_the_fixture():
+  assert "test_levels" not in base.acoustic_backends()
+  assert "test_energy" not in base.semantic_backends()
+  base.register_acoustic("test_tmp")(type("Tmp", (LevelCodes,), {}))
+  assert "test_tmp" in base.contract_acoustic_backends()  # 50 Hz by default
+  base.unregister(base.ACOUSTIC, "test_tmp")
+  assert "test_tmp" not in base.acoustic_backends()

@@ -45,6 +45,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from audiolm_t5x import constants
 from audiolm_t5x import contract
 
 SEMANTIC = "semantic"
@@ -226,6 +227,10 @@ class AcousticTokenizer(_Backend):
   """16 kHz waveform -> [T_a, Q] int64 codes in [0, N) at 50 Hz."""
 
   role = ACOUSTIC
+  # The frame rate this class produces, known without loading a model. The
+  # commands offer only backends at the data contract's rate
+  # (:func:`contract_acoustic_backends`).
+  nominal_rate_hz: float = constants.ACOUSTIC_RATE_HZ
 
   @property
   @abc.abstractmethod
@@ -355,5 +360,22 @@ def semantic_backends() -> list[str]:
 def acoustic_backends() -> list[str]:
   _ensure_backends_imported()
   return sorted(_ACOUSTIC)
+
+
+def contract_acoustic_backends() -> list[str]:
+  """Acoustic backends whose frames fit the data contract (50 Hz).
+
+  The commands' ``--acoustic_backend`` offers only these; the others (EnCodec
+  at 75 Hz) are library-only codecs, used from Python.
+  """
+  _ensure_backends_imported()
+  return sorted(name for name, cls in _ACOUSTIC.items()
+                if cls.nominal_rate_hz == constants.ACOUSTIC_RATE_HZ)
+
+
+def unregister(role: str, name: str) -> None:
+  """Removes a registered backend (tests register temporary ones)."""
+  registry = _SEMANTIC if role == SEMANTIC else _ACOUSTIC
+  registry.pop(name, None)
 
 

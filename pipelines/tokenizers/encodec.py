@@ -10,8 +10,10 @@ rule drops; batched codes equal unbatched ones.
 EnCodec's 75 Hz does not fit the data contract's acoustic frame rule
 (``n // 320``, 50 Hz): the tokenizer returns ``n * 3 // 640`` frames (three
 per semantic frame) and says ``rate_hz: 75`` in :meth:`info`; records made
-with it need a rate-aware frame rule in ``contract.py``, and the tokenization
-job refuses it.
+with it need a rate-aware frame rule in ``contract.py``. It is a library-only
+codec: the commands' ``--acoustic_backend`` does not offer it (they say why
+and name dac and lyra); use it from Python (``make_acoustic_tokenizer``) and
+in ``benchmarks/tokenizers_bench.py``.
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ class EncodecOptions(torch_backend.AcousticOptions):
 class EncodecTokenizer(torch_backend.AcousticBackend):
   """EnCodec 24 kHz (EncodecModel): input resampled 16 -> 24 kHz, 75 Hz.
 
-  Not accepted by data contract v1 (50 Hz acoustic frames): see the module
-  docstring.
+  Not accepted by data contract v1 (50 Hz acoustic frames), so not offered
+  by the commands: see the module docstring.
   """
+
+  nominal_rate_hz = 75.0  # 24 kHz / 320-sample hop
 
   default_model = "facebook/encodec_24khz"
   model_class = "EncodecModel"

@@ -22,9 +22,11 @@ checked against its sha256 before use.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
+import sys
 import urllib.request
 from typing import Optional
 
@@ -89,6 +91,36 @@ def resolve_model_dir(model_dir: Optional[str] = None, *,
       f"--lyra_dir, set ${ENV_VAR} to a directory with {_ENCODER}, "
       f"{_QUANTIZER} and {_DECODER}, or allow the download (--lyra_download) "
       "from github.com/google/lyra.")
+
+
+@contextlib.contextmanager
+def _native_info_muted():
+  """Mutes the process's stderr while TFLite builds an interpreter.
+
+  TFLite's C++ logger prints ``INFO: Created TensorFlow Lite XNNPACK delegate
+  for CPU.`` and reads no environment variable; the commands' quiet default
+  sets ``TF_CPP_MIN_LOG_LEVEL`` (``--verbose`` does not), so this honours it:
+  at 1 or more (INFO hidden) fd 2 goes to /dev/null for the construction.
+  Errors still surface as Python exceptions.
+  """
+  try:
+    level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+  except ValueError:
+    level = 0
+  if level < 1:
+    yield
+    return
+  sys.stderr.flush()
+  saved = os.dup(2)
+  try:
+    with open(os.devnull, "w") as devnull:
+      os.dup2(devnull.fileno(), 2)
+      try:
+        yield
+      finally:
+        os.dup2(saved, 2)
+  finally:
+    os.close(saved)
 
 
 def _interpreter_module():
@@ -174,10 +206,11 @@ class LyraSoundStream(base.AcousticTokenizer):
     module, self._runtime = _interpreter_module()
     resolver = (module.OpResolverType.AUTO if self.resolver == "xnnpack" else
                 module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interp = module.Interpreter(model_content=self._files[name],
-                                experimental_op_resolver_type=resolver,
-                                num_threads=1)
-    interp.allocate_tensors()
+    with _native_info_muted():
+      interp = module.Interpreter(model_content=self._files[name],
+                                  experimental_op_resolver_type=resolver,
+                                  num_threads=1)
+      interp.allocate_tensors()
     return interp
 
   # -- description -------------------------------------------------------------

@@ -30,7 +30,8 @@ SEMANTIC_OPTIONS=()
 KMEANS_K=1024                 # the paper's K (constants.SEMANTIC_CODEBOOK_SIZE)
 KMEANS_FILE_FRACTION=0.2      # share of the KMEANS_SPLITS files sampled
 KMEANS_FRAMES_PER_FILE=100
-# Acoustic: lyra (Google's released SoundStream), dac, encodec, saved_model.
+# Acoustic (the contract's 50 Hz): lyra (Google's released SoundStream), dac,
+# saved_model. (encodec, 75 Hz, is library-only: the job does not offer it.)
 # Lyra 24 levels packed by 2 = 12 levels x 256 codes: the paper's Q = 12 within
 # the speech gins' vocabulary (13440 ids: 2 + K + 12 x N with N <= 1024).
 ACOUSTIC_BACKEND="lyra"
