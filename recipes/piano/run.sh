@@ -65,7 +65,7 @@ fi
 
 if begin_stage 1 codebook "fit the semantic codebook (K=$KMEANS_K, $SEMANTIC_BACKEND) on train-rendered" \
     "$CODEBOOK (+ .json provenance)"; then
-  run "$PYTHON" -m audiolm_t5x.pipelines.fit_kmeans --input_dir="$CORPUS" \
+  run "$PYTHON" -m audiolm_t5x.pipelines.fit_kmeans --corpus=librilight --input_dir="$CORPUS" \
     --splits=train-rendered --output="$CODEBOOK" --k="$KMEANS_K" \
     --file_fraction="$KMEANS_FILE_FRACTION" \
     --frames_per_file="$KMEANS_FRAMES_PER_FILE" --seed=0 \
