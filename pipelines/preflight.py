@@ -178,9 +178,16 @@ def check_layout(*, semantic_codebook_size: int, acoustic_levels: int,
         "--acoustic_option=pack=2 (12 x 256)")
   warnings = []
   if q <= constants.COARSE_LEVELS:
-    raise UserError(
+    # No fine levels: the speech coarse / fine tasks cannot use such data, but
+    # the piano tasks can (their second stage predicts every level and there
+    # is no third stage), so this is a warning, not an error.
+    warnings.append(
         f"acoustic layout Q={q} levels leaves no fine levels after the "
-        f"{constants.COARSE_LEVELS} coarse ones; choose more levels")
+        f"{constants.COARSE_LEVELS} coarse ones: only the piano tasks "
+        "(audiolm_piano_*) can train on it; the speech tasks need more levels")
+    for w in warnings:
+      print(f"WARNING: {w}", file=out or sys.stderr)
+    return warnings
   for task in (audiolm.SEMANTIC_TASK, audiolm.COARSE_TASK, audiolm.FINE_TASK):
     _, stage = audiolm.TASK_STAGES[task]
     crop = {audiolm.SEMANTIC_TASK: constants.SEMANTIC_CROP_SECONDS,

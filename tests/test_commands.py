@@ -231,6 +231,18 @@ def test_a_layout_longer_than_the_gins_warns_with_the_numbers(capsys):
                                 acoustic_codebook_size=256) == []
 
 
+def test_a_piano_layout_without_fine_levels_warns_and_is_not_refused(capsys):
+  # Lyra levels=9 pack=3: 3 levels x 4096 codes, the piano recipe's layout.
+  warnings = preflight.check_layout(semantic_codebook_size=16,
+                                    acoustic_levels=3,
+                                    acoustic_codebook_size=4096)
+  assert warnings == [
+      "acoustic layout Q=3 levels leaves no fine levels after the 4 coarse "
+      "ones: only the piano tasks (audiolm_piano_*) can train on it; the "
+      "speech tasks need more levels"]
+  assert capsys.readouterr().err.startswith("WARNING: acoustic layout Q=3")
+
+
 def test_default_lyra_layout_is_the_gins_layout():
   args, _ = options_lib.parse_args(tokenize_corpus.make_parser(), [
       "--input_dir=i", "--output_dir=o", "--kmeans=k"])
