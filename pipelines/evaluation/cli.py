@@ -28,26 +28,14 @@ def user_errors(parser: argparse.ArgumentParser, verbose: bool = False):
     parser.error(str(e))  # prints usage + one line, exits 2
 
 
-def _beam_parser():
-  from apache_beam.options import pipeline_options as po  # pylint: disable=g-import-not-at-top
-
-  parser = po._BeamArgumentParser(allow_abbrev=False)  # pylint: disable=protected-access
-  seen, todo = set(), list(po.PipelineOptions.__subclasses__())
-  while todo:
-    cls = todo.pop()
-    if cls in seen:
-      continue
-    seen.add(cls)
-    todo.extend(cls.__subclasses__())
-    cls._add_argparse_args(parser)  # pylint: disable=protected-access
-  return parser
-
-
 def pipeline_options(parser: argparse.ArgumentParser,
                      beam_args: Sequence[str]) -> list[str]:
   """Beam's flags, checked; ``--runner=DirectRunner`` added when none given."""
   args = list(beam_args)
-  _, unknown = _beam_parser().parse_known_args(args)
+  # One parser of Beam's flags for every command (pipelines/options.py).
+  from audiolm_t5x.pipelines import options as options_lib  # pylint: disable=g-import-not-at-top
+
+  _, unknown = options_lib._beam_parser().parse_known_args(args)  # pylint: disable=protected-access
   if unknown:
     parser.error(f"unrecognized arguments: {' '.join(unknown)} (neither this "
                  "command's flags nor Beam pipeline options)")
