@@ -41,7 +41,6 @@ import argparse
 import json
 import math
 import posixpath
-import shlex
 import sys
 import time
 from typing import Any, Iterable, Mapping, Optional, Sequence
@@ -49,11 +48,11 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions
 import numpy as np
 
 from audiolm_t5x import constants
 from audiolm_t5x import contract
+from audiolm_t5x.pipelines import options as options_lib
 
 ALL = "(all)"  # the key of statistics over every split
 STATS_FILENAME = "stats.json"
@@ -62,8 +61,8 @@ NAMESPACE = "audiolm_report"
 MAX_REASON_CHARS = 200
 
 
-class UserError(ValueError):
-  """A flag or input the user has to change (one line, exit code 2)."""
+UserError = options_lib.UserError
+MODULE = "audiolm_t5x.pipelines.report"
 
 
 # --- Per-record summary ---------------------------------------------------------
@@ -376,13 +375,12 @@ def _write_text(path: str, text: str) -> None:
 
 
 # --- The command ----------------------------------------------------------------
-def make_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
-      prog="python -m pipelines.report",
+def make_parser() -> options_lib.CommandParser:
+  p = options_lib.CommandParser(
+      prog=options_lib.invocation(MODULE),
       description="Statistics, plots and a markdown report of a token dataset "
       "(the tokenization job's output). Flags not listed here go to Beam's "
-      "PipelineOptions.",
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+      "PipelineOptions.")
   p.add_argument("--data_dir", required=True,
                  help="the tokenization job's output (dataset_info.json, "
                  "<split>/ shards, dead_letter.jsonl); any Beam filesystem")
@@ -399,27 +397,7 @@ def make_parser() -> argparse.ArgumentParser:
                  help="the last duration bin holds every record at least this "
                  "long (LibriSpeech utterances are at most 35 s; raise it for "
                  "grouped records or Libri-Light)")
-  p.add_argument("--verbose", action="store_true",
-                 help="print the traceback of a user error")
   return p
-
-
-def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
-  """Beam options from the flags our parser left; DirectRunner by default.
-
-  Raises:
-    UserError: for flags that neither this command nor Beam knows.
-  """
-  opts = PipelineOptions(list(beam_args))
-  unknown = sorted(set(opts.get_all_options(retain_unknown_options=True))
-                   - set(opts.get_all_options()))
-  if unknown:
-    raise UserError(
-        "unknown flag(s) " + ", ".join("--" + u for u in unknown)
-        + " (neither a report flag nor a Beam pipeline option; see --help)")
-  if not opts.get_all_options()["runner"]:
-    opts = PipelineOptions([*beam_args, "--runner=DirectRunner"])
-  return opts
 
 
 def _check_inputs(args: argparse.Namespace) -> tuple:
@@ -454,22 +432,22 @@ def run(argv: Optional[Sequence[str]] = None, *, out=sys.stdout) -> dict:
   from audiolm_t5x.pipelines import report_render  # pylint: disable=g-import-not-at-top
 
   argv = list(sys.argv[1:] if argv is None else argv)
-  args, beam_args = make_parser().parse_known_args(argv)
-  opts = pipeline_options(beam_args)
+  args, beam_args = options_lib.parse_args(make_parser(), argv)
+  opts = options_lib.pipeline_options(beam_args, verbose=args.verbose)
   info, splits = _check_inputs(args)
   output_dir = args.output_dir or posixpath.join(args.data_dir,
                                                  REPORT_DIRNAME)
   stats_path = posixpath.join(output_dir, STATS_FILENAME)
   start = time.monotonic()
   print(f"report: reading {', '.join(splits)} of {args.data_dir}", file=out)
-  with beam.Pipeline(options=opts) as p:
+  with options_lib.make_pipeline(opts) as p:
     build_pipeline(p, data_dir=args.data_dir, info=info, splits=splits,
                    stats_path=stats_path,
                    bin_seconds=args.duration_bin_seconds,
                    max_seconds=args.max_duration_seconds)
   with FileSystems.open(stats_path) as f:
     stats = json.loads(f.read().decode("utf-8"))
-  stats["command"] = "python -m pipelines.report " + shlex.join(argv)
+  stats["command"] = options_lib.command_line(MODULE, argv)
   _write_text(stats_path, json.dumps(stats, indent=1, sort_keys=True))
   files = report_render.render(stats, output_dir)
   total = stats["splits"].get(ALL, {})
@@ -484,13 +462,4 @@ def run(argv: Optional[Sequence[str]] = None, *, out=sys.stdout) -> dict:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """Command entry point: user errors are one line on stderr, exit code 2."""
-  argv = list(sys.argv[1:] if argv is None else argv)
-  try:
-    run(argv)
-  except UserError as e:
-    if "--verbose" in argv:
-      raise
-    print(f"report: error: {e}", file=sys.stderr)
-    return 2
-  return 0
-
+  return options_lib.main(run, MODULE, argv)

@@ -7,7 +7,10 @@ Writes evaluation.json, evaluation.md and PNG plots; see
 :mod:`audiolm_t5x.pipelines.evaluation.continuations` for the metrics.
 """
 
+import sys
+
+from audiolm_t5x.pipelines import options  # noqa: F401  (before Beam: quiets its import-time warning)  pylint: disable=unused-import
 from audiolm_t5x.pipelines.evaluation import continuations
 
 if __name__ == "__main__":
-  continuations.run()
+  sys.exit(continuations.main())

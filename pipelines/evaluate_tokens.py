@@ -9,7 +9,9 @@ Flags: ``--help``. The job and its report live in
 ``audiolm_t5x.pipelines.evaluation.token_quality`` and ``.report``.
 """
 
+import sys
+
 from audiolm_t5x.pipelines.evaluation import token_quality
 
 if __name__ == "__main__":
-  token_quality.run()
+  sys.exit(token_quality.main())

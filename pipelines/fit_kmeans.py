@@ -38,19 +38,10 @@ MODULE = "audiolm_t5x.pipelines.fit_kmeans"
 def make_parser() -> options_lib.CommandParser:
   p = options_lib.CommandParser(prog=options_lib.invocation(MODULE),
                                 description=__doc__.split("\n\n")[0])
-  p.add_argument("--input_dir", required=True,
-                 help="corpus root with <split>/ folders (or, with "
-                 "--archives, a folder of .tar.gz); any Beam filesystem")
+  options_lib.add_corpus_flags(p)
   p.add_argument("--output", required=True,
                  help="codebook path (.npz); provenance and failed inputs "
                  "are written beside it")
-  p.add_argument("--corpus", default=corpus_lib.LIBRISPEECH,
-                 choices=corpus_lib.CORPORA,
-                 help="layout of the corpus (librilight: no transcripts)")
-  p.add_argument("--splits", default="",
-                 help="comma-separated split names (empty: all found)")
-  p.add_argument("--archives", action="store_true",
-                 help="read the released .tar.gz archives, streamed")
   p.add_argument("--k", type=int, default=constants.SEMANTIC_CODEBOOK_SIZE,
                  help="codebook size (number of clusters)")
   p.add_argument("--seed", type=int, default=0,

@@ -25,6 +25,7 @@ too (:func:`add_tokenizer_flags`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
 import logging
@@ -42,6 +43,26 @@ class UserError(ValueError):
 
 
 EXIT_USER_ERROR = 2
+
+# Exceptions that, raised while a command checks its flags and inputs, mean
+# "the user asked for something that cannot work".
+INPUT_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError)
+
+
+@contextlib.contextmanager
+def user_errors(kinds: tuple = INPUT_ERRORS):
+  """Inside the block, ``kinds`` raised by library code become ``UserError``.
+
+  For the checks a command makes before any compute (flag values, inputs that
+  are missing or malformed), where library functions raise ``ValueError`` or
+  ``FileNotFoundError`` with a message already meant for the user.
+  """
+  try:
+    yield
+  except UserError:
+    raise
+  except kinds as e:
+    raise UserError(str(e)) from e
 
 # Backend options users type as flags by mistake (``--levels=24``).
 _BACKEND_OPTION_HINTS = {
@@ -355,6 +376,22 @@ def parse_options(pairs: Sequence[str]) -> dict:
       raise UserError(f"backend option {pair!r} is not KEY=VALUE")
     out[key] = _value(value)
   return out
+
+
+def add_corpus_flags(parser: argparse.ArgumentParser) -> None:
+  """Where the corpus is and how it is laid out (fit_kmeans, tokenize_corpus)."""
+  from audiolm_t5x.pipelines import corpus as corpus_lib  # pylint: disable=g-import-not-at-top
+
+  parser.add_argument("--input_dir", required=True,
+                      help="corpus root with <split>/ folders (or, with "
+                      "--archives, a folder of .tar.gz); any Beam filesystem")
+  parser.add_argument("--corpus", default=corpus_lib.LIBRISPEECH,
+                      choices=corpus_lib.CORPORA,
+                      help="layout of the corpus (librilight: no transcripts)")
+  parser.add_argument("--splits", default="",
+                      help="comma-separated split names (empty: all found)")
+  parser.add_argument("--archives", action="store_true",
+                      help="read the released .tar.gz archives, streamed")
 
 
 def add_tokenizer_flags(parser: argparse.ArgumentParser, *,

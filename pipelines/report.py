@@ -11,6 +11,7 @@ passes through); the work is in :mod:`audiolm_t5x.pipelines.data_report`
 
 import sys
 
+from audiolm_t5x.pipelines import options  # noqa: F401  (before Beam: quiets its import-time warning)  pylint: disable=unused-import
 from audiolm_t5x.pipelines import data_report
 
 if __name__ == "__main__":

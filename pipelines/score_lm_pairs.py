@@ -8,7 +8,9 @@
 See :mod:`audiolm_t5x.pipelines.evaluation.lm_scores`.
 """
 
+import sys
+
 from audiolm_t5x.pipelines.evaluation import lm_scores
 
 if __name__ == "__main__":
-  lm_scores.run()
+  sys.exit(lm_scores.main())

@@ -62,21 +62,12 @@ MODULE = "audiolm_t5x.pipelines.tokenize_corpus"
 def make_parser() -> options_lib.CommandParser:
   p = options_lib.CommandParser(prog=options_lib.invocation(MODULE),
                                 description=__doc__.split("\n\n")[0])
-  p.add_argument("--input_dir", required=True,
-                 help="corpus root with <split>/ folders (or, with "
-                 "--archives, a folder of .tar.gz); any Beam filesystem")
+  options_lib.add_corpus_flags(p)
   p.add_argument("--output_dir", required=True,
                  help="where shards, manifests, dataset_info.json and "
                  "dead_letter.jsonl go; any Beam filesystem")
   p.add_argument("--kmeans", required=True,
                  help="semantic codebook .npz from pipelines.fit_kmeans")
-  p.add_argument("--corpus", default=corpus_lib.LIBRISPEECH,
-                 choices=corpus_lib.CORPORA,
-                 help="layout of the corpus (librilight: no transcripts)")
-  p.add_argument("--splits", default="",
-                 help="comma-separated split names (empty: all found)")
-  p.add_argument("--archives", action="store_true",
-                 help="read the released .tar.gz archives, streamed")
   p.add_argument("--group_seconds", type=float, default=None,
                  help="group a chapter's utterances in reading order into "
                  "records of at most this many seconds (0: whole chapter); "

@@ -7,7 +7,9 @@
 See :mod:`audiolm_t5x.pipelines.evaluation.detector`.
 """
 
+import sys
+
 from audiolm_t5x.pipelines.evaluation import detector
 
 if __name__ == "__main__":
-  detector.run()
+  sys.exit(detector.main())

@@ -188,7 +188,9 @@ def test_markdown_report_shows_the_figures(report):
                "dead_letters.png"):
     assert f"({name})" in text
   stats = json.loads((out / data_report.STATS_FILENAME).read_text())
-  assert stats["command"].startswith("python -m pipelines.report ")
+  # Called from Python, the command is recorded under its canonical name.
+  assert stats["command"].startswith(
+      "python -m audiolm_t5x.pipelines.report --data_dir="), stats["command"]
 
 
 def test_user_errors_exit_2_with_one_line(tmp_path):

@@ -36,12 +36,10 @@ reason; the job never stops on one bad sample.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
 import posixpath
-import sys
 import time
 from typing import Iterable, Optional, Sequence
 
@@ -49,11 +47,13 @@ import apache_beam as beam
 import numpy as np
 
 from audiolm_t5x import constants
+from audiolm_t5x.pipelines import options as options_lib
 from audiolm_t5x.pipelines.evaluation import acoustic
 from audiolm_t5x.pipelines.evaluation import asr as asr_lib
 from audiolm_t5x.pipelines.evaluation import speaker as speaker_lib
 
 NAMESPACE = "evaluate_continuations"
+MODULE = "audiolm_t5x.pipelines.evaluate_continuations"
 DEAD = "dead"
 MODES = ("continuation", "unconditional", "resynthesis")
 REQUIRED_KEYS = ("prompt_id", "speaker_id", "mode", "prompt_seconds",
@@ -410,13 +410,12 @@ class EvaluateContinuations(beam.PTransform):
 
 
 # --- The command -----------------------------------------------------------------
-def make_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
-      prog="python -m pipelines.evaluate_continuations",
+def make_parser():
+  p = options_lib.CommandParser(
+      prog=options_lib.invocation(MODULE),
       description="Evaluate generated continuations (intelligibility, speaker "
       "similarity, acoustic consistency); a Beam job, DirectRunner by default. "
-      "Other flags are Beam pipeline options.",
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+      "Other flags are Beam pipeline options.")
   p.add_argument("--generated", required=True,
                  help="output folder of the generation job "
                  "(generation.json, <prompt_id>/sample-<k>.{wav,npz,json})")
@@ -437,22 +436,18 @@ def make_parser() -> argparse.ArgumentParser:
   p.add_argument("--no_originals", action="store_true",
                  help="do not transcribe the original audio (prompt_path) of "
                  "resynthesis samples")
-  p.add_argument("--verbose", action="store_true",
-                 help="show tracebacks of user errors")
   return p
 
 
 def run(argv: Optional[Sequence[str]] = None) -> dict:
-  """Parses flags, runs the job, prints a summary; returns the report."""
-  from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
+  """Parses flags, runs the job, prints a summary; returns the report.
 
-  from audiolm_t5x.pipelines.evaluation import cli  # pylint: disable=g-import-not-at-top
-
-  argv = list(sys.argv[1:] if argv is None else argv)
-  parser = make_parser()
-  args, beam_args = parser.parse_known_args(argv)
-  with cli.user_errors(parser, args.verbose):
-    opts = cli.pipeline_options(parser, beam_args)
+  Raises:
+    UserError: a flag or input to change (before any compute).
+  """
+  args, beam_args = options_lib.parse_args(make_parser(), argv)
+  with options_lib.user_errors():
+    opts = options_lib.pipeline_options(beam_args, verbose=args.verbose)
     settings = EvalSettings(
         asr=args.asr, asr_model=args.asr_model,
         speaker_embedder=args.speaker_embedder,
@@ -465,18 +460,14 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
                          generated=args.generated)
   start = time.monotonic()
   print(f"evaluating {len(paths)} samples from {args.generated}", flush=True)
-  with beam.Pipeline(options=PipelineOptions(opts)) as p:
+  with options_lib.make_pipeline(opts) as p:
     _ = (p | "Samples" >> beam.Create(paths)
          | "EvaluateContinuations" >> EvaluateContinuations(
              settings=settings, output_dir=output_dir,
              report_settings=report_settings))
   with open(os.path.join(output_dir, "evaluation.json")) as f:
     report = json.load(f)
-  counters = {}
-  for c in p.result.metrics().query()["counters"]:
-    if c.key.metric.namespace == NAMESPACE:
-      counters[c.key.metric.name] = (counters.get(c.key.metric.name, 0) +
-                                     c.committed)
+  counters = options_lib.counters(p.result, NAMESPACE)
   report["counters"] = counters
   print(f"counters: {json.dumps(counters, sort_keys=True)}")
   s = report["summary"]
@@ -490,3 +481,8 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
   print(f"report: {os.path.join(output_dir, 'evaluation.md')} (+ "
         f"evaluation.json, {', '.join(report['plots'])})")
   return report
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """The command's entry point: exit status 0, or 2 for a user error."""
+  return options_lib.main(run, MODULE, argv)

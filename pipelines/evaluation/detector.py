@@ -40,6 +40,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 from audiolm_t5x import constants
+from audiolm_t5x.pipelines import options as options_lib
+
+MODULE = "audiolm_t5x.pipelines.train_detector"
 
 AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg", ".mp3")
 REAL, SYNTHETIC = 0, 1
@@ -354,15 +357,12 @@ def run_experiment(real: Sequence[Clip], synthetic: Sequence[Clip], *,
 
 
 # --- The command ------------------------------------------------------------------
-def make_parser():
-  import argparse  # pylint: disable=g-import-not-at-top
-
-  p = argparse.ArgumentParser(
-      prog="python -m pipelines.train_detector",
+def make_parser() -> options_lib.CommandParser:
+  p = options_lib.CommandParser(
+      prog=options_lib.invocation(MODULE), beam=False,
       description="Train and evaluate the synthetic-speech detector (1 s "
       "log-mel crops, speaker-disjoint split, balanced evaluation per kind "
-      "of negatives).",
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+      "of negatives).")
   p.add_argument("--real", required=True,
                  help="folder of real audio (LibriSpeech names give the "
                  "speaker; otherwise the parent folder does)")
@@ -391,24 +391,17 @@ def make_parser():
   p.add_argument("--seed", type=int, default=0, help="training seed")
   p.add_argument("--label", default="",
                  help="label printed with every figure (e.g. 'tiny')")
-  p.add_argument("--verbose", action="store_true",
-                 help="show tracebacks of user errors")
   return p
 
 
 def run(argv: Optional[Sequence[str]] = None) -> dict:
-  import sys  # pylint: disable=g-import-not-at-top
   import time  # pylint: disable=g-import-not-at-top
 
-  from audiolm_t5x.pipelines import options as options_lib  # pylint: disable=g-import-not-at-top
-  from audiolm_t5x.pipelines.evaluation import cli  # pylint: disable=g-import-not-at-top
   from audiolm_t5x.pipelines.tokenizers import base  # pylint: disable=g-import-not-at-top
 
-  argv = list(sys.argv[1:] if argv is None else argv)
-  parser = make_parser()
-  args = parser.parse_args(argv)
+  args, _ = options_lib.parse_args(make_parser(), argv)
   start = time.monotonic()
-  with cli.user_errors(parser, args.verbose):
+  with options_lib.user_errors():
     if not 0 < args.test_fraction < 1:
       raise ValueError(f"--test_fraction must be in (0, 1), found "
                        f"{args.test_fraction}")
@@ -432,7 +425,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
         real, os.path.join(args.output_dir, "codec_negatives"), tokenizer)
   print(f"training on {len(real)} real and {len(synthetic)} synthetic clips",
         flush=True)
-  with cli.user_errors(parser, args.verbose):
+  with options_lib.user_errors():
     report = run_experiment(
         real, synthetic, output_dir=args.output_dir,
         test_fraction=args.test_fraction, epochs=args.epochs,
@@ -447,3 +440,8 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
         f"{os.path.join(args.output_dir, 'detector_report.md')}, roc.png, "
         "detector.keras")
   return report
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """The command's entry point: exit status 0, or 2 for a user error."""
+  return options_lib.main(run, MODULE, argv)

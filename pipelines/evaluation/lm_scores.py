@@ -41,13 +41,15 @@ import dataclasses
 import json
 import os
 import subprocess
-import sys
 import time
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from audiolm_t5x import constants
+from audiolm_t5x.pipelines import options as options_lib
+
+MODULE = "audiolm_t5x.pipelines.score_lm_pairs"
 
 LEXICAL = "lexical"
 SYNTACTIC = "syntactic"
@@ -449,14 +451,11 @@ def markdown(report: dict) -> str:
   return "\n".join(lines)
 
 
-def make_parser():
-  import argparse  # pylint: disable=g-import-not-at-top
-
-  p = argparse.ArgumentParser(
-      prog="python -m pipelines.score_lm_pairs",
+def make_parser() -> options_lib.CommandParser:
+  p = options_lib.CommandParser(
+      prog=options_lib.invocation(MODULE), beam=False,
       description="sWUGGY / sBLIMP-style scores of a stage-1 T5X checkpoint "
-      "on the ZeroSpeech 2021 layout, or on the espeak-ng smoke set.",
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+      "on the ZeroSpeech 2021 layout, or on the espeak-ng smoke set.")
   p.add_argument("--data_dir", required=True,
                  help="ZeroSpeech 2021 root (lexical/<split>/gold.csv, "
                  "syntactic/<split>/gold.csv); with --make_smoke_set, where "
@@ -486,20 +485,13 @@ def make_parser():
                  help="sequences per score_batch call")
   p.add_argument("--output_dir", required=True,
                  help="where lm_scores.json and lm_scores.md go")
-  p.add_argument("--verbose", action="store_true",
-                 help="show tracebacks of user errors")
   return p
 
 
 def run(argv: Optional[Sequence[str]] = None) -> dict:
-  from audiolm_t5x.pipelines import options as options_lib  # pylint: disable=g-import-not-at-top
-  from audiolm_t5x.pipelines.evaluation import cli  # pylint: disable=g-import-not-at-top
-
-  argv = list(sys.argv[1:] if argv is None else argv)
-  parser = make_parser()
-  args = parser.parse_args(argv)
+  args, _ = options_lib.parse_args(make_parser(), argv)
   start = time.monotonic()
-  with cli.user_errors(parser, args.verbose):
+  with options_lib.user_errors():
     tasks = [t for t in args.tasks.split(",") if t]
     bad = [t for t in tasks if t not in (LEXICAL, SYNTACTIC)]
     if bad:
@@ -536,3 +528,8 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
   print(f"done in {time.monotonic() - start:.1f} s; report: "
         f"{os.path.join(args.output_dir, 'lm_scores.md')}")
   return report
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """The command's entry point: exit status 0, or 2 for a user error."""
+  return options_lib.main(run, MODULE, argv)

@@ -40,14 +40,12 @@ import argparse
 import json
 import os
 import posixpath
-import shlex
 import sys
 import time
 from typing import Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.options import pipeline_options
 import numpy as np
 
 from audiolm_t5x import constants
@@ -67,8 +65,8 @@ ROWS = "rows.jsonl"
 DEAD = "dead_letters.jsonl"
 
 
-class UserError(ValueError):
-  """A flag or input the user must change; printed as one line, exit 2."""
+UserError = options_lib.UserError
+MODULE = "audiolm_t5x.pipelines.evaluate_tokens"
 
 
 # --- settings ----------------------------------------------------------------
@@ -310,14 +308,13 @@ def build_pipeline(p: beam.Pipeline, plan: dict) -> None:
 # --- flags, plan, run --------------------------------------------------------
 
 
-def make_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
-      prog="python -m pipelines.evaluate_tokens",
+def make_parser() -> options_lib.CommandParser:
+  parser = options_lib.CommandParser(
+      prog=options_lib.invocation(MODULE),
       description="Token and codec quality: ABX of semantic features and "
       "tokens, ViSQOL / PESQ / STOI of acoustic codecs, with the paper's "
       "figures beside. A Beam job (DirectRunner unless --runner is given); "
-      "flags this parser does not know go to Beam's PipelineOptions.",
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+      "flags this parser does not know go to Beam's PipelineOptions.")
   parser.add_argument("--output_dir", required=True,
                       help="where rows.jsonl, dead_letters.jsonl, "
                       "token_quality.json/.md and the PNG plots go")
@@ -372,21 +369,7 @@ def make_parser() -> argparse.ArgumentParser:
                  "$AUDIOLM_LYRA_DIR, then the download cache)")
   g.add_argument("--metrics", default="visqol,pesq,stoi",
                  help="reconstruction metrics to compute")
-  parser.add_argument("--verbose", action="store_true",
-                      help="show tracebacks of errors")
   return parser
-
-
-def unknown_beam_flags(beam_args: Sequence[str]) -> list[str]:
-  """Flags neither this parser nor any Beam PipelineOptions class knows."""
-  parser = pipeline_options._BeamArgumentParser(allow_abbrev=False)  # pylint: disable=protected-access
-  seen = set()
-  for cls in pipeline_options.PipelineOptions.__subclasses__():
-    if str(cls) not in seen:
-      seen.add(str(cls))
-      cls._add_argparse_args(parser)  # pylint: disable=protected-access
-  _, unknown = parser.parse_known_args(list(beam_args))
-  return [a for a in unknown if a.startswith("-")]
 
 
 def _ints(text: str, flag: str) -> list[int]:
@@ -508,41 +491,21 @@ def make_plan(args: argparse.Namespace) -> dict:
   }
 
 
-def _counters(result) -> dict:
-  out = {}
-  for c in result.metrics().query()["counters"]:
-    if c.key.metric.namespace == NAMESPACE:
-      out[c.key.metric.name] = out.get(c.key.metric.name, 0) + c.committed
-  return out
-
-
 def run(argv: Optional[Sequence[str]] = None) -> dict:
   """The command: parse, check, run the Beam job, write the report."""
   argv = list(sys.argv[1:] if argv is None else argv)
-  args, beam_args = make_parser().parse_known_args(argv)
+  args, beam_args = options_lib.parse_args(make_parser(), argv)
   start = time.time()
-  try:
-    unknown = unknown_beam_flags(beam_args)
-    if unknown:
-      raise UserError(f"unknown flags {' '.join(unknown)} (see --help; Beam "
-                      "options are passed through)")
-    plan = make_plan(args)
-  except UserError as e:
-    if args.verbose:
-      raise
-    print(f"error: {e}", file=sys.stderr)
-    raise SystemExit(2) from None
-  if not any(a.startswith("--runner") for a in beam_args):
-    beam_args = ["--runner=DirectRunner", *beam_args]
-  opts = pipeline_options.PipelineOptions(beam_args)
+  plan = make_plan(args)
+  opts = options_lib.pipeline_options(beam_args, verbose=args.verbose)
   print(f"token quality: {len(plan['abx_files'])} ABX files "
         f"({', '.join(sorted(plan['item_sets'])) or 'no item set'}), "
         f"{len(plan['audio_files'])} audio files x {len(plan['codecs'])} "
         "codec settings; running the Beam job ...", flush=True)
-  with beam.Pipeline(options=opts) as p:
+  with options_lib.make_pipeline(opts) as p:
     build_pipeline(p, plan)
-  counters = _counters(p.result)
-  command = "python -m pipelines.evaluate_tokens " + shlex.join(argv)
+  counters = options_lib.counters(p.result, NAMESPACE)
+  command = options_lib.command_line(MODULE, argv)
   figures = report.write_report(
       plan["output_dir"], rows_path=posixpath.join(plan["output_dir"], ROWS),
       dead_path=posixpath.join(plan["output_dir"], DEAD), command=command,
@@ -557,3 +520,8 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
         "token_quality.json, PNG plots, rows.jsonl, "
         "dead_letters.jsonl)")
   return figures
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """The command's entry point: exit status 0, or 2 for a user error."""
+  return options_lib.main(run, MODULE, argv)
