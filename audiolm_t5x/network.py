@@ -101,6 +101,9 @@ class TransformerConfig:
   bidirectional_prefix_buckets: bool = False
   # Bound on the bidirectional prefix (inputs length + 1) for the cuDNN path.
   max_prefix_length: Optional[int] = None
+  # How the cuDNN path attends inside that bound: "cudnn" (a second fused
+  # call with per-row sequence lengths; unpacked prefix-LM rows) or "xla".
+  prefix_attention_implementation: str = "cudnn"
   relpos_num_buckets: int = 32
   relpos_max_distance: int = 128
   remat_policy: str = "none"
@@ -243,7 +246,8 @@ class SelfAttention(nn.Module):
           prefix=prefix, segment_ids=segment_ids,
           max_prefix_length=cfg.max_prefix_length,
           pad_multiple=cfg.attention_pad_multiple,
-          dropout_rate=rate, dropout_rng=rng)
+          dropout_rate=rate, dropout_rng=rng,
+          prefix_implementation=cfg.prefix_attention_implementation)
     else:
       cached_key = self.variable("cache", "cached_key", jnp.zeros, k.shape,
                                  k.dtype)
@@ -257,7 +261,8 @@ class SelfAttention(nn.Module):
             q, k, v, bias=bias, implementation=impl, padding=padding,
             prefix=prefix, segment_ids=segment_ids,
             max_prefix_length=cfg.max_prefix_length,
-            pad_multiple=cfg.attention_pad_multiple)
+            pad_multiple=cfg.attention_pad_multiple,
+            prefix_implementation=cfg.prefix_attention_implementation)
         cached_key.value = attention.prefill_cache(k, index)
         cached_value.value = attention.prefill_cache(v, index)
       else:  # DECODE: one position per row at `index`
