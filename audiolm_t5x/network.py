@@ -11,7 +11,9 @@ changes, for speed on GPUs and for prefix LMs:
 
 * Attention through ``audiolm_t5x.attention.attend``: cuDNN flash attention
   on GPUs (``attention_implementation="auto"``), XLA einsums elsewhere; the
-  length padded for the kernel inside attention only.
+  length padded for the kernel inside attention only; a bidirectional prefix
+  through a second cuDNN call with per-row sequence lengths
+  (``prefix_attention_implementation``).
 * T5's relative position bias built once per step (``[1, heads, S, S]``) and
   shared by all layers; with ``bidirectional_prefix_buckets`` the buckets are
   T5's bidirectional ones (16 past + 16 future), so positions inside a
