@@ -20,8 +20,12 @@ prefill and cached decoding alike:
     so its gradient stays small). The length is padded to a multiple of
     ``pad_multiple`` inside (cuDNN refuses odd lengths; the causal mask keeps
     padded keys out of every real query). A bidirectional prefix is done by
-    a small XLA attention over the first ``max_prefix_length`` positions (only
-    they can see later keys), the rest by the causal kernel. Packed rows
+    a second fused call over the first ``max_prefix_length`` positions (only
+    they can see later keys) with cuDNN's padding mask: per-row query and
+    key lengths ``P_b`` (``P_b`` = the row's prefix length), which is exactly
+    the prefix-LM mask there; queries past ``P_b`` keep the causal kernel's
+    output. (``prefix_implementation="xla"``: einsums with the exact mask
+    there instead.) Packed rows
     (segment ids) and attention dropout are not expressible through the
     public cuDNN call: packed rows fall back to ``"xla"``; attention dropout
     is not applied on this path (see BUILD.md, "Attention dropout").
@@ -186,7 +190,8 @@ def cudnn_attention(query: Array, key: Array, value: Array, *,
                     bias: Array, prefix: Optional[Array] = None,
                     padding: Optional[Array] = None,
                     max_prefix_length: Optional[int] = None,
-                    pad_multiple: int = 64) -> Array:
+                    pad_multiple: int = 64,
+                    prefix_implementation: str = "cudnn") -> Array:
   """Causal fused attention (plus a bidirectional prefix), see module doc.
 
   Args:
@@ -201,6 +206,11 @@ def cudnn_attention(query: Array, key: Array, value: Array, *,
     max_prefix_length: bound on every row's prefix (``inputs`` length + 1);
       None means the whole length. A row whose prefix is longer gets NaN.
     pad_multiple: the kernel runs on lengths padded to a multiple of this.
+    prefix_implementation: how the first ``max_prefix_length`` positions of
+      a prefix row are attended: ``"cudnn"``, a second fused call with
+      per-row sequence lengths (prefix rows must be ``[0, P_b)`` and padding
+      trailing, as unpacked prefix-LM rows are); ``"xla"``, einsums with the
+      exact mask (any prefix and padding within the bound).
 
   Returns:
     ``[batch, length, heads, head_dim]``.
@@ -218,14 +228,64 @@ def cudnn_attention(query: Array, key: Array, value: Array, *,
   # Only queries inside the prefix see later keys, and only keys inside the
   # prefix: the first `p` positions alone hold every non-causal pair.
   p = length if max_prefix_length is None else min(max_prefix_length, length)
-  head = xla_attention(
-      query[:, :p], key[:, :p], value[:, :p], bias=bias[:, :, :p, :p],
-      mask=decoder_mask(length=p, prefix=prefix[:, :p],
-                        padding=None if padding is None else padding[:, :p]))
+  if prefix_implementation == "cudnn":
+    head, inside, well_formed = _prefix_head_cudnn(
+        query, key, value, bias=bias, prefix=prefix, padding=padding, p=p,
+        pad_multiple=pad_multiple)
+    head = jnp.where(inside[:, :, None, None], head, out[:, :p])
+    head = jnp.where(well_formed[:, None, None, None], head, jnp.nan)
+  else:
+    head = xla_attention(
+        query[:, :p], key[:, :p], value[:, :p], bias=bias[:, :, :p, :p],
+        mask=decoder_mask(length=p, prefix=prefix[:, :p],
+                          padding=None if padding is None else padding[:, :p]))
   if p < length:
     too_long = jnp.any(prefix[:, p:] > 0, axis=1)
     head = jnp.where(too_long[:, None, None, None], jnp.nan, head)
   return jnp.concatenate([head.astype(out.dtype), out[:, p:]], axis=1)
+
+
+def _prefix_head_cudnn(query: Array, key: Array, value: Array, *,
+                       bias: Array, prefix: Array, padding: Optional[Array],
+                       p: int, pad_multiple: int):
+  """The first ``p`` positions of a prefix LM through the fused kernel.
+
+  Row ``b``'s prefix is ``[0, P_b)`` (seqio's PrefixLMFeatureConverter on
+  unpacked rows) and its real tokens ``[0, R_b)``: a query ``q < P_b``
+  attends to exactly the keys ``k < min(P_b, R_b)``, bidirectionally. That
+  mask is cuDNN's padding mask with ``query_seq_lengths = P_b`` and
+  ``key_value_seq_lengths = min(P_b, R_b)``, so the bias stays the
+  batch-independent ``[1, H, p, p]`` slice of the shared one. A row whose
+  prefix or padding is not of that shape (never produced by the converter
+  without packing) is made NaN rather than silently wrong.
+
+  Returns:
+    The kernel's output over the first ``p`` positions, the ``[batch, p]``
+    boolean of the queries inside each prefix (the others take the causal
+    output) and the ``[batch]`` boolean of the rows it can express.
+  """
+  length = query.shape[1]
+  pos = jnp.arange(length, dtype=jnp.int32)[None, :]
+  in_prefix = prefix.astype(jnp.int32)
+  q_len = jnp.sum(in_prefix[:, :p], axis=1).astype(jnp.int32)
+  well_formed = jnp.all(in_prefix[:, :p] == (pos[:, :p] < q_len[:, None]),
+                        axis=1)
+  kv_len = q_len
+  if padding is not None:
+    real = padding.astype(jnp.int32)
+    r_len = jnp.sum(real, axis=1).astype(jnp.int32)
+    well_formed &= jnp.all(real == (pos < r_len[:, None]), axis=1)
+    kv_len = jnp.minimum(q_len, r_len)
+  padded = -(-p // pad_multiple) * pad_multiple
+  q, k, v = (_pad_length(t[:, :p], padded, 1) for t in (query, key, value))
+  # `bias` covers the padded whole length (>= padded): keys past kv_len are
+  # masked by the kernel, queries past q_len are replaced by the caller.
+  head = jax.nn.dot_product_attention(
+      q, k, v, bias=bias[:, :, :padded, :padded].astype(q.dtype), scale=1.0,
+      query_seq_lengths=q_len, key_value_seq_lengths=kv_len,
+      implementation="cudnn")[:, :p]
+  inside = pos[:, :p] < q_len[:, None]
+  return head, inside, well_formed
 
 
 def attend(query: Array, key: Array, value: Array, *, bias: Array,
@@ -234,7 +294,8 @@ def attend(query: Array, key: Array, value: Array, *, bias: Array,
            segment_ids: Optional[Array] = None,
            max_prefix_length: Optional[int] = None,
            pad_multiple: int = 64, dropout_rate: float = 0.0,
-           dropout_rng: Optional[Array] = None) -> Array:
+           dropout_rng: Optional[Array] = None,
+           prefix_implementation: str = "cudnn") -> Array:
   """Self-attention of a decoder over a whole sequence (training, prefill).
 
   ``implementation`` is ``"xla"`` or ``"cudnn"`` (resolve ``"auto"`` first
@@ -253,7 +314,8 @@ def attend(query: Array, key: Array, value: Array, *, bias: Array,
     return cudnn_attention(query, key, value, bias=bias, prefix=prefix,
                            padding=padding,
                            max_prefix_length=max_prefix_length,
-                           pad_multiple=pad_multiple)
+                           pad_multiple=pad_multiple,
+                           prefix_implementation=prefix_implementation)
   mask = decoder_mask(length=length, padding=padding, prefix=prefix,
                       segment_ids=segment_ids)
   return xla_attention(query, key, value, bias=bias[:, :, :length, :length],

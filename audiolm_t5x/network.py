@@ -11,7 +11,9 @@ changes, for speed on GPUs and for prefix LMs:
 
 * Attention through ``audiolm_t5x.attention.attend``: cuDNN flash attention
   on GPUs (``attention_implementation="auto"``), XLA einsums elsewhere; the
-  length padded for the kernel inside attention only.
+  length padded for the kernel inside attention only; a bidirectional prefix
+  through a second cuDNN call with per-row sequence lengths
+  (``prefix_attention_implementation``).
 * T5's relative position bias built once per step (``[1, heads, S, S]``) and
   shared by all layers; with ``bidirectional_prefix_buckets`` the buckets are
   T5's bidirectional ones (16 past + 16 future), so positions inside a
@@ -101,6 +103,9 @@ class TransformerConfig:
   bidirectional_prefix_buckets: bool = False
   # Bound on the bidirectional prefix (inputs length + 1) for the cuDNN path.
   max_prefix_length: Optional[int] = None
+  # How the cuDNN path attends inside that bound: "cudnn" (a second fused
+  # call with per-row sequence lengths; unpacked prefix-LM rows) or "xla".
+  prefix_attention_implementation: str = "cudnn"
   relpos_num_buckets: int = 32
   relpos_max_distance: int = 128
   remat_policy: str = "none"
@@ -243,7 +248,8 @@ class SelfAttention(nn.Module):
           prefix=prefix, segment_ids=segment_ids,
           max_prefix_length=cfg.max_prefix_length,
           pad_multiple=cfg.attention_pad_multiple,
-          dropout_rate=rate, dropout_rng=rng)
+          dropout_rate=rate, dropout_rng=rng,
+          prefix_implementation=cfg.prefix_attention_implementation)
     else:
       cached_key = self.variable("cache", "cached_key", jnp.zeros, k.shape,
                                  k.dtype)
@@ -257,7 +263,8 @@ class SelfAttention(nn.Module):
             q, k, v, bias=bias, implementation=impl, padding=padding,
             prefix=prefix, segment_ids=segment_ids,
             max_prefix_length=cfg.max_prefix_length,
-            pad_multiple=cfg.attention_pad_multiple)
+            pad_multiple=cfg.attention_pad_multiple,
+            prefix_implementation=cfg.prefix_attention_implementation)
         cached_key.value = attention.prefill_cache(k, index)
         cached_value.value = attention.prefill_cache(v, index)
       else:  # DECODE: one position per row at `index`

@@ -116,13 +116,14 @@ class Variant:
   pad_multiple: int = 64  # ours: cuDNN length multiple
   attention: str = "auto"  # ours: "auto", "cudnn" or "xla"
   microbatches: int = 1  # gradient accumulation, as trainer.num_microbatches
+  prefix: str = "cudnn"  # ours, prefix stages: prefix_attention_implementation
 
   @property
   def label(self) -> str:
     if self.network == "stock":
       return "stock"
     return (f"ours(remat={self.remat},pad={self.pad_multiple}"
-            f",mb={self.microbatches})")
+            f",mb={self.microbatches},prefix={self.prefix})")
 
 
 def make_model(shape: StageShape, variant: Variant, *, dropout: float = None):
@@ -145,6 +146,7 @@ def make_model(shape: StageShape, variant: Variant, *, dropout: float = None):
       attention_pad_multiple=variant.pad_multiple,
       bidirectional_prefix_buckets=bool(shape.inputs),
       max_prefix_length=(shape.inputs + 1) if shape.inputs else None,
+      prefix_attention_implementation=variant.prefix,
       remat_policy=variant.remat))
 
 
@@ -397,7 +399,99 @@ def _per_stage(text: str, stage: str, cast=int):
   return cast(values[stage])
 
 
+def parse_runs(text: str) -> List[tuple]:
+  """``--runs``: ``stage/network/batch[/key=value...]`` items, ``;``-separated.
+
+  Keys: ``mb`` (microbatches), ``remat`` (policy name), ``pad`` (length
+  multiple), ``prefix`` (``cudnn`` or ``xla``), ``attention``. Returns
+  ``(stage, Variant, per-device batch)`` tuples in order.
+  """
+  runs = []
+  for item in (x.strip() for x in text.split(";")):
+    if not item:
+      continue
+    parts = item.split("/")
+    if len(parts) < 3 or parts[1] not in ("stock", "ours"):
+      raise SystemExit(f"--runs item {item!r}: expected "
+                       "stage/stock|ours/batch[/key=value...]")
+    fields = {"network": parts[1]}
+    names = {"mb": ("microbatches", int), "remat": ("remat", str),
+             "pad": ("pad_multiple", int), "prefix": ("prefix", str),
+             "attention": ("attention", str)}
+    if parts[1] == "ours":
+      fields["remat"] = "dots_with_no_batch_dims_saveable"
+    for kv in parts[3:]:
+      key, _, value = kv.partition("=")
+      if key not in names:
+        raise SystemExit(f"--runs item {item!r}: unknown key {key!r}")
+      name, cast = names[key]
+      fields[name] = cast(value)
+    runs.append((parts[0], Variant(**fields), int(parts[2])))
+  return runs
+
+
+def check_prefix_attention(shape: StageShape, batch: int = 4) -> Dict:
+  """Fused prefix attention vs the XLA prefix path on this device.
+
+  Random bf16 q, k, v and bias at the stage's length, heads and prefix
+  bound; rows with prefixes of different lengths, one with trailing
+  padding. Returns the largest differences of the output (real queries)
+  and of the gradients of q, k, v and the bias, relative to the largest
+  magnitude of each.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x import attention  # pylint: disable=g-import-not-at-top
+  length, bound = shape.length, shape.inputs + 1
+  h, d = constants.NUM_HEADS, constants.HEAD_DIM
+  padded = -(-length // 64) * 64
+  rng = np.random.default_rng(0)
+  q, k, v = (jnp.asarray(rng.normal(size=(batch, length, h, d)),
+                         jnp.bfloat16) for _ in range(3))
+  bias = jnp.asarray(rng.normal(size=(1, h, padded, padded)), jnp.bfloat16)
+  prefix = np.zeros((batch, length), np.int32)
+  padding = np.ones((batch, length), np.int32)
+  for row in range(batch):
+    prefix[row, :max(1, bound - 37 * row)] = 1
+  padding[-1, length - 100:] = 0
+  weights = jnp.asarray(rng.normal(size=q.shape), jnp.float32) * (
+      padding[:, :, None, None])
+
+  def loss(impl, q, k, v, bias):
+    out = attention.cudnn_attention(
+        q, k, v, bias=bias, prefix=jnp.asarray(prefix),
+        padding=jnp.asarray(padding), max_prefix_length=bound,
+        pad_multiple=64, prefix_implementation=impl)
+    return jnp.sum(out.astype(jnp.float32) * weights), out
+
+  got = {impl: jax.jit(jax.grad(lambda *a, impl=impl: loss(impl, *a),
+                                argnums=(0, 1, 2, 3), has_aux=True))(
+                                    q, k, v, bias)
+         for impl in ("cudnn", "xla")}
+
+  def rel(a, b):
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    return float(np.max(np.abs(a - b)) / (np.max(np.abs(b)) + 1e-12))
+
+  real = padding[:, :, None, None].astype(bool)
+  (g_c, out_c), (g_x, out_x) = got["cudnn"], got["xla"]
+  result = {"stage": shape.name, "check": "prefix attention cudnn vs xla",
+            "output": rel(np.where(real, out_c, 0), np.where(real, out_x, 0))}
+  for name, a, b in zip(("dq", "dk", "dv", "dbias"), g_c, g_x):
+    result[name] = rel(a, b)
+    result[name + "_finite"] = bool(np.isfinite(np.asarray(
+        a, np.float32)).all())
+  return result
+
+
 def _print(r: Dict) -> None:
+  if "check" in r:
+    print(f"[{r['stage']}] {r['check']} (relative max differences): "
+          + ", ".join(f"{k} {r[k]:.2e}" if isinstance(r[k], float)
+                      else f"{k} {r[k]}" for k in r
+                      if k not in ("stage", "check")), flush=True)
+    return
   if "decode_batch" in r:
     print(f"[{r['stage']}] {r['network']} decode S={r['length']} batch "
           f"{r['decode_batch']}: {r['decode_step_ms']:.2f} ms/step, "
@@ -466,6 +560,19 @@ def main(argv: Optional[List[str]] = None) -> int:
                       help="dense bf16 peak of one device (H100/H200 SXM)")
   parser.add_argument("--matmul_tflops", type=float, default=790.0,
                       help="measured bf16 matmul ceiling of one device")
+  parser.add_argument("--prefix_attention", default="cudnn",
+                      choices=["cudnn", "xla"],
+                      help="ours, prefix stages: how the bidirectional "
+                      "prefix is attended on the cuDNN path")
+  parser.add_argument("--runs", default="",
+                      help="instead of --stages/--networks: an explicit list "
+                      "of runs, ';'-separated stage/network/batch[/mb=N]"
+                      "[/remat=POLICY][/pad=N][/prefix=cudnn|xla] (e.g. "
+                      "'fine/ours/256/mb=2;semantic/stock/120')")
+  parser.add_argument("--check_prefix", default="",
+                      help="stages (comma-separated) whose fused prefix "
+                      "attention is first compared with the XLA prefix path "
+                      "on the device (values and gradients)")
   parser.add_argument("--json", default="", help="write results here")
   parser.add_argument("--layers", type=int, default=constants.NUM_LAYERS,
                       help="override the paper's 12 layers (smoke runs)")
@@ -497,10 +604,48 @@ def main(argv: Optional[List[str]] = None) -> int:
         json.dump(results, f, indent=2)
     _print(r)
 
+  def run_one(shape, variant, b):
+    fpt = flops_per_token(vocab_size=shape.vocab_size, length=shape.length)
+    stage = shape.name
+    for n in counts:
+      try:
+        r = measure(shape, all_devices[:n], b, steps=args.steps,
+                    warmup=args.warmup, variant=variant)
+      except Exception as err:  # pylint: disable=broad-except
+        if not _is_oom(err):
+          if not args.runs:
+            raise
+          print(f"[{stage}] {variant.label} batch {b}: failed: "
+                f"{str(err)[:500]}", flush=True)
+          continue
+        print(f"[{stage}] {variant.label} batch {b} per device: out of "
+              f"memory", flush=True)
+        continue
+      r["model_tflops_per_device"] = r["tokens_per_s"] * fpt / n / 1e12
+      r["mfu"] = r["model_tflops_per_device"] / args.peak_tflops
+      r["mfu_matmul_ceiling"] = (r["model_tflops_per_device"]
+                                 / args.matmul_tflops)
+      r["days_per_1m_steps_at_256"] = (
+          constants.TRAIN_STEPS * constants.BATCH_SIZE * shape.length
+          / r["tokens_per_s"] / 86400)
+      one = [x for x in results if x.get("stage") == stage
+             and x.get("devices") == 1 and x.get("network") == variant.label
+             and x.get("per_device_batch") == b]
+      if n > 1 and one:
+        r["scaling_efficiency"] = r["tokens_per_s"] / (
+            n * one[0]["tokens_per_s"])
+      record(r)
+
+  for stage in [s for s in args.check_prefix.split(",") if s]:
+    record(check_prefix_attention(read_stage_gin(stage, args.stages_dir)))
+  if args.runs:
+    for stage, variant, b in parse_runs(args.runs):
+      run_one(read_stage_gin(stage, args.stages_dir), variant, b)
+    return 0
+
   stages = [s for s in args.stages.split(",") if s]
   for k, stage in enumerate(stages):
     shape = read_stage_gin(stage, args.stages_dir)
-    fpt = flops_per_token(vocab_size=shape.vocab_size, length=shape.length)
     plans = []  # (variant, per-device batch)
     if "stock" in networks:
       b = _per_stage(args.stock_batch, stage)
@@ -517,37 +662,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         pads = pads[:1]
       for pad in pads:
         v = Variant("ours", _per_stage(args.remat, stage, str), pad,
-                    args.attention, _per_stage(args.microbatches, stage))
+                    args.attention, _per_stage(args.microbatches, stage),
+                    args.prefix_attention)
         plans.append((v, _per_stage(args.batch, stage)))
       if k == 0 and args.peer_batch:
         first = [v for v, _ in plans if v.network == "ours"][0]
         plans.append((dataclasses.replace(first, microbatches=1),
                       args.peer_batch))
     for variant, b in plans:
-      for n in counts:
-        try:
-          r = measure(shape, all_devices[:n], b, steps=args.steps,
-                      warmup=args.warmup, variant=variant)
-        except Exception as err:  # pylint: disable=broad-except
-          if not _is_oom(err):
-            raise
-          print(f"[{stage}] {variant.label} batch {b} per device: out of "
-                f"memory", flush=True)
-          continue
-        r["model_tflops_per_device"] = r["tokens_per_s"] * fpt / n / 1e12
-        r["mfu"] = r["model_tflops_per_device"] / args.peak_tflops
-        r["mfu_matmul_ceiling"] = (r["model_tflops_per_device"]
-                                   / args.matmul_tflops)
-        r["days_per_1m_steps_at_256"] = (
-            constants.TRAIN_STEPS * constants.BATCH_SIZE * shape.length
-            / r["tokens_per_s"] / 86400)
-        one = [x for x in results if x.get("stage") == stage
-               and x.get("devices") == 1 and x.get("network") == variant.label
-               and x.get("per_device_batch") == b]
-        if n > 1 and one:
-          r["scaling_efficiency"] = r["tokens_per_s"] / (
-              n * one[0]["tokens_per_s"])
-        record(r)
+      run_one(shape, variant, b)
     if k == 0 and args.decode_batches:
       for net in networks:
         variant = Variant() if net == "stock" else Variant(

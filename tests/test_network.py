@@ -9,6 +9,7 @@ remat policies, and the cuDNN path's padding and prefix split run on CPU
 through the XLA kernel.
 """
 
+import functools
 import importlib.util
 import os
 import sys
@@ -232,7 +233,7 @@ def cudnn_on_cpu(monkeypatch):
 
   def fake(query, key, value, *, implementation, **kwargs):
     assert implementation == "cudnn"
-    calls.append(query.shape[1])
+    calls.append((query.shape[1], "query_seq_lengths" in kwargs))
     return original(query, key, value, implementation="xla", **kwargs)
 
   monkeypatch.setattr(jax.nn, "dot_product_attention", fake)
@@ -250,7 +251,10 @@ def test_cudnn_path_equals_xla(cudnn_on_cpu, mode, bound):
                 attention_implementation="cudnn", attention_pad_multiple=32,
                 max_prefix_length=bound)
   got = _logits(fused, params, batch, mode)
-  assert cudnn_on_cpu and set(cudnn_on_cpu) == {32}
+  assert cudnn_on_cpu and {n for n, _ in cudnn_on_cpu} == {32}
+  # prefix rows: the causal call and the prefix call with sequence lengths
+  assert {lengths for _, lengths in cudnn_on_cpu} == (
+      {False, True} if mode == "prefix" else {False})
   real = (batch[1] > 0)[..., None]
   np.testing.assert_allclose(np.where(real, got, 0), np.where(real, ref, 0),
                              atol=1e-5)
@@ -269,6 +273,77 @@ def test_cudnn_path_poisons_a_prefix_longer_than_its_bound(cudnn_on_cpu):
                 max_prefix_length=8)  # row 2's prefix is 10 long
   logits = np.asarray(_logits(fused, params, batch, "prefix"))
   assert np.isnan(logits[2]).all() and not np.isnan(logits[:2]).any()
+
+
+def _prefix_rows():
+  """q, k, v, bias, prefix and padding of 4 unpacked prefix-LM rows.
+
+  Row 0: prefix 7 of 20 real; row 1: prefix 3, padding from 12; row 2: the
+  padding starts inside the prefix (prefix 9, 6 real tokens: a row with no
+  targets); row 3: prefix 1 (BOS only).
+  """
+  rng = np.random.default_rng(3)
+  b, s, h, d = 4, 20, 2, 8
+  q, k, v = (jnp.asarray(rng.normal(size=(b, s, h, d)), jnp.float32)
+             for _ in range(3))
+  bias = jnp.asarray(rng.normal(size=(1, h, 32, 32)), jnp.float32)
+  prefix = np.zeros((b, s), np.int32)
+  padding = np.ones((b, s), np.int32)
+  for row, (n, real) in enumerate(((7, s), (3, 12), (9, 6), (1, s))):
+    prefix[row, :n] = 1
+    padding[row, real:] = 0
+  return q, k, v, bias, jnp.asarray(prefix), jnp.asarray(padding)
+
+
+@pytest.mark.parametrize("bound", [10, None])
+def test_fused_prefix_attention_equals_the_masked_path(cudnn_on_cpu, bound):
+  """The prefix through cuDNN's sequence lengths = the exact prefix-LM mask.
+
+  Outputs at real queries and the gradients of q, k, v and the bias agree
+  with XLA attention under T5X's mask (causal or both inside the prefix,
+  real keys only), for rows whose padding starts after or inside the prefix.
+  """
+  q, k, v, bias, prefix, padding = _prefix_rows()
+  real = np.asarray(padding, bool)[:, :, None, None]
+  weights = jnp.asarray(np.random.default_rng(4).normal(size=q.shape)) * real
+
+  def loss(implementation, q, k, v, bias):
+    if implementation == "reference":
+      out = attention.attend(q, k, v, bias=bias, implementation="xla",
+                             padding=padding, prefix=prefix)
+    else:
+      out = attention.cudnn_attention(
+          q, k, v, bias=bias, prefix=prefix, padding=padding,
+          max_prefix_length=bound, pad_multiple=16,
+          prefix_implementation=implementation)
+    return jnp.sum(out * weights), out
+
+  results = {}
+  for implementation in ("reference", "cudnn", "xla"):
+    grad = jax.grad(functools.partial(loss, implementation),
+                    argnums=(0, 1, 2, 3), has_aux=True)
+    results[implementation] = grad(q, k, v, bias)
+  # the prefix call took sequence lengths, on the bound padded to 16
+  assert (16 if bound else 32, True) in cudnn_on_cpu
+  ref_grads, ref_out = results["reference"]
+  for implementation in ("cudnn", "xla"):
+    grads, out = results[implementation]
+    np.testing.assert_allclose(np.where(real, out, 0),
+                               np.where(real, ref_out, 0), atol=1e-5)
+    for got, want in zip(grads, ref_grads):
+      assert np.isfinite(got).all()
+      np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_fused_prefix_attention_poisons_rows_it_cannot_express(cudnn_on_cpu):
+  """A prefix with a hole or padding before a real token: NaN, not wrong."""
+  q, k, v, bias, prefix, padding = _prefix_rows()
+  prefix = prefix.at[0, 2].set(0)  # row 0: prefix 0,1,3..6
+  padding = padding.at[1, 5].set(0)  # row 1: a pad between real tokens
+  out = np.asarray(attention.cudnn_attention(
+      q, k, v, bias=bias, prefix=prefix, padding=padding,
+      max_prefix_length=10, pad_multiple=16))
+  assert np.isnan(out[:2, :10]).all() and not np.isnan(out[2:]).any()
 
 
 @pytest.mark.parametrize("bidirectional", [True, False])

@@ -292,6 +292,15 @@ def test_benchmark_reads_the_stage_gins():
     lengths = final[("TASK_FEATURE_LENGTHS", "")]
     assert shape.length == lengths.get("inputs", 0) + lengths["targets"]
     assert shape.vocab_size == final[("VOCAB_SIZE", "")]
+  runs = train_bench.parse_runs(
+      "fine/ours/256/mb=2/remat=names:query,key/prefix=xla; semantic/stock/120")
+  assert [(stage, b) for stage, _, b in runs] == [("fine", 256),
+                                                  ("semantic", 120)]
+  assert runs[0][1] == train_bench.Variant(
+      "ours", remat="names:query,key", microbatches=2, prefix="xla")
+  assert runs[1][1] == train_bench.Variant()
+  with pytest.raises(SystemExit, match="unknown key 'steps'"):
+    train_bench.parse_runs("fine/ours/256/steps=3")
 
 
 # --- With T5X -----------------------------------------------------------------
