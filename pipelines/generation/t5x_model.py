@@ -14,7 +14,14 @@ KV cache (prefilled over the prompt), per-row ``max_decode_steps`` and a
 ``logit_callback_fn`` that keeps only the ids of the level each target
 position holds (:mod:`.constraints`).
 
-The one piece overridden (:class:`ForcedTargetDecoderOnlyModel`): T5X takes
+Where a request carries its own seed (the chain's requests do), the
+callback also draws the row's sample with the row's own key (Gumbel-max;
+T5X then takes the argmax at temperature 0): T5X draws one key per batch,
+which would make a sample depend on its batch (see ``_predict_fn``).
+Parameters are restored in bfloat16 for a bfloat16 network, as
+``t5x.infer`` restores them (:func:`inference_dtype`).
+
+The one method overridden (:class:`ForcedTargetDecoderOnlyModel`): T5X takes
 the sampling prompt to be exactly the prefix-LM ``inputs`` region
 (``decoder_input_tokens * decoder_causal_attention``), so a forced start of
 the *target* (stage 2's prompt coarse frames) could only be passed by making
