@@ -456,12 +456,19 @@ def main(argv=None) -> None:
   p.add_argument("--xla_flags", default=COMMAND_BUFFER_FLAGS,
                  help="added to XLA_FLAGS before JAX starts ('' for none; "
                  "GPU flags, ignored on CPUs)")
+  p.add_argument("--compilation_cache_dir", default="",
+                 help="JAX's persistent compilation cache (a second run of "
+                 "the same shapes skips compilation)")
   p.add_argument("--lyra_dir", default="",
                  help="also time Lyra's decoder on the generated frames")
   args = p.parse_args(argv)
   if args.xla_flags:
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " +
                                args.xla_flags).strip()
+  if args.compilation_cache_dir:
+    import jax  # pylint: disable=g-import-not-at-top
+    jax.config.update("jax_compilation_cache_dir", args.compilation_cache_dir)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   try:
     import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
   except ImportError:
