@@ -323,9 +323,27 @@ def attend(query: Array, key: Array, value: Array, *, bias: Array,
                        dropout_rng=dropout_rng)
 
 
+#: Cached decoding attends over the filled part of the cache only (in
+#: blocks) when one key cache is at least this large; below it, the whole
+#: cache is read (a branch costs more than it saves at small batches).
+FILLED_ONLY_MIN_BYTES = 32 * 2**20
+#: Blocks the cache length is cut into for that choice.
+FILLED_ONLY_BLOCKS = 8
+
+
 def attend_cached(query: Array, cached_key: Array, cached_value: Array, *,
-                  bias_row: Array, index: Array) -> Array:
+                  bias_row: Array, index: Array,
+                  filled_only: Optional[bool] = None) -> Array:
   """One decoding step: query ``[batch, 1, heads, dim]`` over the cache.
+
+  Keys after a row's ``index`` are masked, so only the first
+  ``max(index) + 1`` positions matter. With ``filled_only`` (by default when
+  the key cache is at least ``FILLED_ONLY_MIN_BYTES``) the step reads only
+  the smallest of ``FILLED_ONLY_BLOCKS`` prefix lengths that holds them (a
+  ``lax.switch`` over static slices): at large batches the cache read is the
+  step's main cost and a row's filled part averages about two thirds of it.
+  The result equals attention over the whole cache (the skipped keys have
+  zero weight).
 
   Args:
     query: the new position's query.
@@ -333,11 +351,28 @@ def attend_cached(query: Array, cached_key: Array, cached_value: Array, *,
     cached_value: values alike.
     bias_row: ``[batch, heads, 1, max_length]`` position bias of the query.
     index: ``[batch]`` position of the query; keys after it are masked.
+    filled_only: force the choice (None: by the cache's size).
   """
-  keys = jnp.arange(cached_key.shape[1])
-  mask = (keys[None, :] <= index[:, None])[:, None, None, :]
-  return xla_attention(query, cached_key, cached_value, bias=bias_row,
-                       mask=mask)
+  length = cached_key.shape[1]
+  if filled_only is None:
+    filled_only = (cached_key.size * cached_key.dtype.itemsize
+                   >= FILLED_ONLY_MIN_BYTES)
+
+  def attend_first(n):
+    def fn(q, k, v, b, i):
+      keys = jnp.arange(n)
+      mask = (keys[None, :] <= i[:, None])[:, None, None, :]
+      return xla_attention(q, k[:, :n], v[:, :n], bias=b[..., :n], mask=mask)
+    return fn
+
+  operands = (query, cached_key, cached_value, bias_row, index)
+  if not filled_only or length < 2 * FILLED_ONLY_BLOCKS:
+    return attend_first(length)(*operands)
+  block = -(-length // FILLED_ONLY_BLOCKS)
+  sizes = [min(length, block * (j + 1)) for j in range(FILLED_ONLY_BLOCKS)]
+  branch = jnp.clip((jnp.max(index) + block) // block - 1, 0,
+                    FILLED_ONLY_BLOCKS - 1)
+  return jax.lax.switch(branch, [attend_first(n) for n in sizes], *operands)
 
 
 def write_cache(cache: Array, update: Array, index: Array) -> Array:

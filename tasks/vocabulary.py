@@ -35,8 +35,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Tuple
 
-import seqio
-
 from audiolm_t5x import constants
 from audiolm_t5x import contract
 
@@ -157,6 +155,7 @@ class VocabularyLayout:
 
   def seqio_vocabulary(self) -> seqio.PassThroughVocabulary:
     """A ``seqio.PassThroughVocabulary`` of ``padded_size`` ids, EOS = 1."""
+    import seqio  # pylint: disable=g-import-not-at-top  # the layout needs no seqio
     return seqio.PassThroughVocabulary(size=self.padded_size,
                                        eos_id=constants.EOS_ID)
 

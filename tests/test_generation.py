@@ -138,6 +138,20 @@ def test_same_seed_same_tokens_other_seed_other_tokens():
   assert not np.array_equal(runs[0].codes, runs[2].codes)
 
 
+def test_a_sample_does_not_depend_on_its_batch():
+  """(seed, prompt id, sample index) alone fix a sample: not the batch."""
+  settings = chain.GenerationSettings(seconds=4.0, num_samples=2, seed=3)
+  alone = _generator().generate([_prompt("b", seed=1)], mode="continuation",
+                                settings=settings)
+  mixed = _generator().generate([_prompt("a"), _prompt("b", seed=1)],
+                                mode="continuation", settings=settings,
+                                batch_key=9)
+  for k in range(2):
+    np.testing.assert_array_equal(alone[k].codes, mixed[2 + k].codes)
+    np.testing.assert_array_equal(alone[k].semantic, mixed[2 + k].semantic)
+  assert not np.array_equal(alone[0].codes, alone[1].codes)
+
+
 def test_window_straddling_the_prompt_is_forced():
   g = _generator()
   p = _prompt(seconds=4.0)

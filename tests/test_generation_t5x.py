@@ -8,6 +8,7 @@ decoded with the real Lyra files. Skips without T5X.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -72,6 +73,27 @@ def test_stage_models_follow_their_gins(generator):
   assert m["fine"].bidirectional_inputs is True
   assert m["coarse"].gin_defaults["temperature"] == constants.COARSE_TEMPERATURE
   assert m["fine"].vocab_size == 13440
+
+
+def test_a_row_samples_the_same_in_any_batch(generator):
+  """Rows with their own seeds: same ids alone, second in a batch, top-k."""
+  model = generator.models["semantic"]
+  c = generator.constraints["semantic"]
+  lo = c.ranges[0][0]
+  a = stage_model.Request(inputs=np.arange(lo, lo + 5), forced=np.zeros(
+      [0], np.int64), length=30, seed=11)
+  b = stage_model.Request(inputs=np.arange(lo + 3, lo + 12), forced=np.zeros(
+      [0], np.int64), length=40, seed=12)
+  for sampling in (stage_model.SamplingSettings(0.9),
+                   stage_model.SamplingSettings(0.9, top_k=4)):
+    (alone,) = model.generate([a], constraint=c, sampling=sampling, seed=0)
+    _, second = model.generate([b, a], constraint=c, sampling=sampling,
+                               seed=5)
+    np.testing.assert_array_equal(alone, second)
+    c.check(alone)
+  other = model.generate([dataclasses.replace(a, seed=13)], constraint=c,
+                         sampling=stage_model.SamplingSettings(0.9), seed=0)
+  assert not np.array_equal(alone, other[0])
 
 
 def test_continuation_of_a_real_clip(generator, tokenizer, clips_dir):

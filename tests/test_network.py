@@ -346,9 +346,17 @@ def test_fused_prefix_attention_poisons_rows_it_cannot_express(cudnn_on_cpu):
   assert np.isnan(out[:2, :10]).all() and not np.isnan(out[2:]).any()
 
 
-@pytest.mark.parametrize("bidirectional", [True, False])
-def test_cached_decoding_equals_full_sequence(bidirectional):
-  """T5X's call sequence: create cache, prefill the prompt, decode steps."""
+@pytest.mark.parametrize("bidirectional,filled_only",
+                         [(True, False), (False, False), (True, True)])
+def test_cached_decoding_equals_full_sequence(bidirectional, filled_only,
+                                              monkeypatch):
+  """T5X's call sequence: create cache, prefill the prompt, decode steps.
+
+  ``filled_only``: each step attends over the filled blocks of the cache only
+  (the large-batch path, forced here on a small cache).
+  """
+  monkeypatch.setattr(attention, "FILLED_ONLY_MIN_BYTES",
+                      0 if filled_only else 2**62)
   model = _ours(bidirectional_prefix_buckets=bidirectional)
   params = {"params": _init(model)["params"]}
   inputs, targets, prefix, _ = _batch(seed=1)

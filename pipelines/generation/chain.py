@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import zlib
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -206,6 +207,20 @@ def _stage_seed(seed: int, batch_key: int, stage: int) -> int:
       1)[0] & 0x7FFFFFFF)
 
 
+def row_seed(seed: int, prompt_id: str, sample_index: int, stage: int,
+             start: int = 0) -> int:
+  """The seed of one sampled sequence: (run seed, prompt, sample, stage, window).
+
+  A sample therefore depends only on the run's seed, its prompt's id and its
+  index (and the models), never on the other prompts of its batch, the batch
+  size or the batch number.
+  """
+  key = zlib.crc32(prompt_id.encode("utf-8"))
+  return int(np.random.SeedSequence(
+      [seed, key, sample_index, stage, start]).generate_state(1)[0]
+             & 0x7FFFFFFF)
+
+
 class Generator:
   """The three stages and the codec, chained.
 
@@ -293,8 +308,10 @@ class Generator:
         are not read.
       mode: ``continuation``, ``unconditional`` or ``resynthesis``.
       settings: lengths, sampling, seed.
-      batch_key: mixed into the seed (the Beam job passes the batch number),
-        so that batches of one run draw different randomness.
+      batch_key: the Beam job's batch number. Samples do not depend on it:
+        every sampled sequence has its own seed (:func:`row_seed`, from
+        ``settings.seed``, the prompt id, the sample index, the stage and the
+        stage-3 window), so a sample is the same in any batch.
 
     Returns:
       Samples in order: prompt 0's samples 0..n-1, then prompt 1's, ...
@@ -324,6 +341,12 @@ class Generator:
       for s in samples:
         s.waveform = self.decode(s, settings)
     return samples
+
+  @staticmethod
+  def _row_seed(rows, i, settings, stage: int, start: int = 0) -> int:
+    p, k = rows[i]
+    prompt_id = p.prompt_id if p is not None else f"{UNCONDITIONAL}-{i}"
+    return row_seed(settings.seed, prompt_id, k, stage, start)
 
   def _where(self, rows, i) -> str:
     p, k = rows[i]
@@ -358,14 +381,15 @@ class Generator:
     if mode == RESYNTHESIS:
       return [np.asarray(pr.semantic[:s_all], np.int64) for pr, _ in rows]
     requests, heads = [], []
-    for pr, _ in rows:
+    for i, (pr, _) in enumerate(rows):
       head = (np.asarray(pr.semantic[:p], np.int64) if mode == CONTINUATION
               else np.zeros([0], np.int64))
       heads.append(head)
       inputs = constraints_lib.to_lm(c, dedup(head)) if head.size else head
       requests.append(stage_model_lib.Request(
           inputs=inputs, forced=np.zeros([0], np.int64),
-          length=s_all - head.size))
+          length=s_all - head.size,
+          seed=self._row_seed(rows, i, settings, 1)))
     out = self._run(constraints_lib.SEMANTIC, rows, requests,
                     settings.semantic, _stage_seed(settings.seed, batch_key, 1))
     return [np.concatenate([h, constraints_lib.to_raw(c, ids,
@@ -379,14 +403,14 @@ class Generator:
     q = self.coarse_levels
     t_all, t_p = settings.acoustic_frames, settings.prompt_acoustic_frames
     requests = []
-    for (pr, _), sem in zip(rows, semantic):
+    for i, ((pr, _), sem) in enumerate(zip(rows, semantic)):
       forced = np.zeros([0], np.int64)
       if mode != UNCONDITIONAL and t_p:
         forced = constraints_lib.to_lm(
             c, np.asarray(pr.acoustic[:t_p, :q], np.int64))
       requests.append(stage_model_lib.Request(
           inputs=constraints_lib.to_lm(c_sem, dedup(sem)), forced=forced,
-          length=t_all * q))
+          length=t_all * q, seed=self._row_seed(rows, i, settings, 2)))
     out = self._run(constraints_lib.COARSE, rows, requests, settings.coarse,
                     _stage_seed(settings.seed, batch_key, 2))
     return [constraints_lib.to_raw(c, ids, layout=self.layout) for ids in out]
@@ -412,7 +436,8 @@ class Generator:
                   if known > start else np.zeros([0], np.int64))
         requests.append(stage_model_lib.Request(
             inputs=constraints_lib.to_lm(c_coarse, co[start:stop]),
-            forced=forced, length=(stop - start) * (q_all - q)))
+            forced=forced, length=(stop - start) * (q_all - q),
+            seed=self._row_seed(rows, i, settings, 3, start)))
         where.append((i, start, stop))
         window_rows.append(rows[i])
     if requests:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -57,11 +57,16 @@ class Request:
     inputs: LM ids of the stage's ``inputs`` (prefix), may be empty.
     forced: LM ids that start the target (teacher-forced, not sampled).
     length: target tokens wanted in all, forced ones included.
+    seed: the row's own seed, or None. With a seed, the row's samples
+      depend only on it (and the model), not on the other rows of the batch
+      or the row's place in it; without, on the call's ``seed`` and the
+      row's index.
   """
 
   inputs: np.ndarray
   forced: np.ndarray
   length: int
+  seed: Optional[int] = None
 
   def __post_init__(self):
     if len(self.forced) > self.length:
@@ -86,7 +91,8 @@ class StageModel(abc.ABC):
                sampling: SamplingSettings, seed: int) -> List[np.ndarray]:
     """Returns each request's target, ``forced + sampled``, of ``length`` ids.
 
-    Deterministic for a given ``seed`` and list of requests.
+    Deterministic for a given ``seed`` and list of requests; a request
+    with its own ``seed`` is sampled the same in any batch.
     """
 
 
@@ -140,7 +146,8 @@ class StandInModel(StageModel):
     allowed = constraint.allowed_mask(self.vocab_size)
     out = []
     for row, r in enumerate(requests):
-      rng = np.random.default_rng([seed, row])
+      rng = np.random.default_rng([seed, row] if r.seed is None
+                                  else [r.seed])
       target = [int(x) for x in r.forced]
       history = [int(x) for x in r.inputs] + target
       prev = history[-1] if history else 0

@@ -14,7 +14,14 @@ KV cache (prefilled over the prompt), per-row ``max_decode_steps`` and a
 ``logit_callback_fn`` that keeps only the ids of the level each target
 position holds (:mod:`.constraints`).
 
-The one piece overridden (:class:`ForcedTargetDecoderOnlyModel`): T5X takes
+Where a request carries its own seed (the chain's requests do), the
+callback also draws the row's sample with the row's own key (Gumbel-max;
+T5X then takes the argmax at temperature 0): T5X draws one key per batch,
+which would make a sample depend on its batch (see ``_predict_fn``).
+Parameters are restored in bfloat16 for a bfloat16 network, as
+``t5x.infer`` restores them (:func:`inference_dtype`).
+
+The one method overridden (:class:`ForcedTargetDecoderOnlyModel`): T5X takes
 the sampling prompt to be exactly the prefix-LM ``inputs`` region
 (``decoder_input_tokens * decoder_causal_attention``), so a forced start of
 the *target* (stage 2's prompt coarse frames) could only be passed by making
@@ -137,8 +144,37 @@ def parse_stage_gin(gin_files: Sequence[str], gin_bindings: Sequence[str] = (),
   return out
 
 
+def inference_dtype(module) -> str:
+  """``"bfloat16"`` for a network computing in bfloat16, else ``"float32"``.
+
+  ``t5x.infer`` restores parameters in bfloat16 (T5X's ``runs/infer.gin``:
+  ``utils.RestoreCheckpointConfig.dtype = 'bfloat16'``). For a network whose
+  activations are bfloat16 that changes no result (every parameter is cast
+  to bfloat16 before use, in T5X's network and in the project's) and halves
+  the parameter reads of each decoding step; a float32 network keeps float32.
+  """
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  config = getattr(module, "config", None)
+  dtype = getattr(config, "dtype", None)
+  return ("bfloat16" if dtype is not None and jnp.dtype(dtype) == jnp.bfloat16
+          else "float32")
+
+
+def cast_params(params, dtype: str):
+  """Floating-point leaves of ``params`` as ``dtype`` (others unchanged)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  return jax.tree_util.tree_map(
+      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating)
+      else x, params)
+
+
 def restore_params(model, checkpoint: str):
-  """Restores a checkpoint's parameters as ``t5x.infer`` does (no optimizer)."""
+  """Restores a checkpoint's parameters as ``t5x.infer`` does (no optimizer).
+
+  In :func:`inference_dtype` (bfloat16 for the project's gins, as
+  ``t5x.infer``).
+  """
   from t5x import partitioning  # pylint: disable=g-import-not-at-top
   from t5x import utils  # pylint: disable=g-import-not-at-top
 
@@ -151,7 +187,8 @@ def restore_params(model, checkpoint: str):
                     "decoder_causal_attention": shape},
       partitioner=partitioner)
   cfg = utils.RestoreCheckpointConfig(path=checkpoint, mode="specific",
-                                      strict=False, dtype="float32")
+                                      strict=False,
+                                      dtype=inference_dtype(model.module))
   state, _ = utils.create_checkpoint_manager_and_restore(
       initializer, partitioner, cfg, checkpoint, None, use_orbax=True)
   if state is None:
@@ -210,10 +247,13 @@ class T5XStageModel(stage_model_lib.StageModel):
   gin_defaults: Dict[str, Any] = {}
 
   def _predict_fn(self, params, tokens, prompt_mask, bidirectional,
-                  prefix_lengths, steps, bounds, temperature, rng, *,
-                  top_k: int, top_p: float):
+                  prefix_lengths, steps, bounds, temperature, rng,
+                  row_seeds=None, *, top_k: int, top_p: float):
+    import jax  # pylint: disable=g-import-not-at-top
     import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+    from t5x import binary_search  # pylint: disable=g-import-not-at-top
     neg_inf = self._decoding.NEG_INF_VALUE
+    min_temperature = self._decoding.MIN_TEMPERATURE
 
     def keep_level_ids(logits, state):
       # state.cur_index is the target-sequence position being sampled (T5X's
@@ -222,17 +262,39 @@ class T5XStageModel(stage_model_lib.StageModel):
       phase = jnp.mod(t, bounds.shape[0])
       lo, hi = bounds[phase, 0][:, None], bounds[phase, 1][:, None]
       ids = jnp.arange(logits.shape[-1])[None, :]
-      return jnp.where((ids >= lo) & (ids < hi), logits,
-                       jnp.asarray(neg_inf, logits.dtype))
+      logits = jnp.where((ids >= lo) & (ids < hi), logits,
+                         jnp.asarray(neg_inf, logits.dtype))
+      if row_seeds is None:
+        return logits
+      # Per-row sampling, the one change to T5X's sampling: T5X draws one
+      # key per batch (a row's sample then depends on the whole batch), so
+      # the rows' own keys draw here, by the Gumbel-max trick (T5X's
+      # categorical is the same argmax of logits / T + Gumbel noise), and
+      # T5X runs at temperature 0 (argmax of what this returns). The noise
+      # of row b at position i comes from fold_in(PRNGKey(row_seeds[b]), i).
+      # Top-k / top-p are applied here as T5X applies them.
+      scaled = logits / jnp.maximum(temperature, min_temperature)
+      if top_k:
+        scaled = binary_search.topk_mask(scaled, top_k, neg_inf)
+      if top_p:
+        scaled = binary_search.topp_mask(scaled, top_p, neg_inf)
+      keys = jax.vmap(lambda s, i: jax.random.fold_in(
+          jax.random.PRNGKey(s), i))(row_seeds, state.cur_index)
+      noise = jax.vmap(lambda k: jax.random.gumbel(
+          k, logits.shape[-1:], logits.dtype))(keys)
+      return jnp.where(temperature > min_temperature, scaled + noise, logits)
 
     batch = {"decoder_input_tokens": tokens,
              "decoder_causal_attention": prompt_mask,
              BIDIRECTIONAL_KEY: bidirectional}
     decoded, _ = self.model.predict_batch_with_aux(
         params, batch, rng,
-        decoder_params={"temperature": temperature, "topk": top_k,
-                        "topp": top_p, "max_decode_steps": steps,
-                        "logit_callback_fn": keep_level_ids})
+        decoder_params={
+            "temperature": (temperature if row_seeds is None
+                            else jnp.zeros_like(temperature)),
+            "topk": top_k if row_seeds is None else 0,
+            "topp": top_p if row_seeds is None else 0.0,
+            "max_decode_steps": steps, "logit_callback_fn": keep_level_ids})
     return decoded
 
   def generate(self, requests, *, constraint, sampling, seed):
@@ -266,13 +328,17 @@ class T5XStageModel(stage_model_lib.StageModel):
         bidirectional[i, :1 + a] = 1
         prefix[i] = a
         steps[i] = r.length - f
+      row_seeds = None
+      if all(r.seed is not None for r in chunk):
+        row_seeds = np.asarray([r.seed for r in chunk], np.uint32)
       if np.any((tokens[:, 1:] == 0) & (prompt_mask[:, 1:] > 0)):
         raise constraints_lib.GenerationError(
             f"stage {constraint.stage}: PAD (0) inside a prompt")
       decoded = self._predict(
           self.params, tokens, prompt_mask, bidirectional, prefix, steps,
           bounds, np.float32(sampling.temperature),
-          jax.random.fold_in(key, chunk_index), top_k=int(sampling.top_k),
+          jax.random.fold_in(key, chunk_index), row_seeds,
+          top_k=int(sampling.top_k),
           top_p=float(sampling.top_p))
       decoded = np.asarray(jax.device_get(decoded))
       for i, r in enumerate(chunk[:n]):
