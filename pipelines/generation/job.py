@@ -21,8 +21,14 @@ Steps: list the prompts (sorted) -> tokenize each audio prompt (tokenizers
 loaded once per worker; too-short or unreadable prompts go to a "skipped"
 output with the reason) -> group into fixed batches by prompt index (so the
 batches, and with them the samples, are the same on every run) -> generate
-each batch through the three stages (models loaded once per worker in
-``setup``) -> write each sample (:mod:`.outputs`) -> ``generation.json``.
+each batch through the stages (models loaded once per worker in ``setup``)
+-> write each sample (:mod:`.outputs`) -> ``generation.json``.
+
+Three stages for speech; two for a codec layout whose levels stage 2 all
+predicts (the piano: ``--semantic_gin=infer/piano_semantic.gin
+--coarse_gin=infer/piano_acoustic.gin``, no ``--fine_checkpoint``). Which
+chain runs follows from the layout and the task ``--coarse_gin`` samples
+(:func:`_coarse_levels`), never from a flag name.
 """
 
 from __future__ import annotations
