@@ -279,7 +279,8 @@ def make_parser() -> argparse.ArgumentParser:
                  help="continuation of prompts; unconditional (no prompt); "
                  "resynthesis (real semantic tokens -> stages 2 and 3)")
   for s in STAGES:
-    p.add_argument(f"--{s}_checkpoint", required=s != "fine", default="",
+    p.add_argument(f"--{s}_checkpoint", required=s != "fine",
+                   default="" if s == "fine" else None,
                    help=f"T5X checkpoint directory of stage "
                    f"{STAGES.index(s) + 1} ({s}), e.g. .../checkpoint_N; "
                    f"'{STAND_IN}:SEED' runs an untrained stand-in (plumbing "
