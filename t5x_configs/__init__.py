@@ -40,3 +40,52 @@ def gin_path(relative: str) -> str:
         f"no gin file {relative!r} under {CONFIG_DIR}; expected one of the "
         f"files under models/, runs/, stages/, train/, infer/, partitioning/")
   return path
+
+
+def macro_value(gin_files, name: str, bindings=()):
+  """The value gin files (and bindings) give the macro ``name``, or None.
+
+  Reads the files with gin's own parser, following their ``include`` s under
+  :data:`CONFIG_DIR` (or beside the including file), and imports nothing, so
+  it works without T5X: e.g. the SeqIO task a stage gin samples::
+
+    >>> macro_value([gin_path("infer/piano_acoustic.gin")],
+    ...             "MIXTURE_OR_TASK_NAME")
+    'audiolm_piano_acoustic_v001'
+
+  The last binding wins, as in gin; includes that are not found here (T5X's
+  own run gins) are skipped.
+  """
+  from gin import config_parser  # pylint: disable=g-import-not-at-top
+
+  class _Delegate(config_parser.ParserDelegate):
+
+    def configurable_reference(self, scoped_configurable_name, evaluate):
+      return None
+
+    def macro(self, macro_name):
+      return None
+
+  found = []
+
+  def visit(parser, here):
+    for statement in parser:
+      if isinstance(statement, config_parser.IncludeStatement):
+        for base in (CONFIG_DIR, here):
+          path = os.path.join(base, statement.filename)
+          if os.path.isfile(path):
+            with open(path) as f:
+              visit(config_parser.ConfigParser(f, _Delegate()),
+                    os.path.dirname(path))
+            break
+      elif (isinstance(statement, config_parser.BindingStatement) and
+            not statement.scope and not statement.arg_name and
+            statement.selector == name):
+        found.append(statement.value)
+
+  for path in gin_files:
+    with open(path) as f:
+      visit(config_parser.ConfigParser(f, _Delegate()), os.path.dirname(path))
+  for binding in bindings:
+    visit(config_parser.ConfigParser(binding, _Delegate()), CONFIG_DIR)
+  return found[-1] if found else None

@@ -468,6 +468,24 @@ def split_coarse_fine(dataset: tf.data.Dataset, *, corpus: str,
   return prep.split_acoustic_levels(dataset, coarse_levels=r.coarse_levels)
 
 
+def predicted_levels(corpus: str, stage: str, *, acoustic_levels: int) -> int:
+  """Acoustic levels a corpus's second stage predicts for a codec of Q levels.
+
+  The piano's ``acoustic`` stage predicts all Q (there is no third stage);
+  the speech ``coarse`` stage predicts the corpus's Q' (``coarse_levels`` of
+  :func:`speech_corpus`, the paper's 4), leaving Q - Q' to the ``fine`` stage.
+  Example: ``predicted_levels("piano", "acoustic", acoustic_levels=3)`` -> 3;
+  ``predicted_levels("speech", "coarse", acoustic_levels=12)`` -> 4.
+  """
+  if stage == ACOUSTIC:
+    return acoustic_levels
+  if stage != COARSE:
+    raise ValueError(f"stage: expected {COARSE!r} or {ACOUSTIC!r} (a second "
+                     f"stage), found {stage!r}")
+  coarse_levels = _OPTION_FNS[corpus]().coarse_levels
+  return acoustic_levels if coarse_levels is None else coarse_levels
+
+
 # Features that tasks.inspect_task keeps through the last step.
 METADATA = (contract.ID, contract.NUM_SAMPLES, prep.CROP_START,
             prep.CROP_STEPS, prep.CROP_REACHES_END)

@@ -135,20 +135,12 @@ def test_smoke_set_is_synthesized_in_the_zerospeech_layout(smoke_set):
     assert 0.2 < info.duration < 5.0
 
 
-# --- T5X: a tiny stage-1 model trained a few steps, scored with score_batch ---
+# --- T5X: the tiny stage-1 model, scored with score_batch -----------------------
 @pytest.fixture(scope="module")
-def tiny_semantic_checkpoint(tokenized_dataset, tmp_path_factory):
-  if not t5x_tests.HAVE_T5X:
-    pytest.skip(t5x_tests.NO_T5X)
-  tmp = tmp_path_factory.mktemp("t5x_semantic")
-  model_dir = tmp / "model"
-  (tmp / "test_run.gin").write_text(t5x_tests.TEST_RUN_GIN)
-  t5x_tests._run_t5x("train", [  # pylint: disable=protected-access
-      "--gin_file=train/semantic.gin", *t5x_tests.TINY_TRAIN,
-      f"--gin.MODEL_DIR='{model_dir}'", f"--gin_file={tmp / 'test_run.gin'}",
-      "--gin.TRAIN_STEPS=3"], t5x_tests._env(tokenized_dataset, [tmp]))  # pylint: disable=protected-access
-  assert (model_dir / "checkpoint_3").is_dir()
-  return model_dir / "checkpoint_3"
+def tiny_semantic_checkpoint(tiny_checkpoints):
+  """The stage-1 checkpoint of the session's tiny models (tests/t5x_fixtures.py:
+  the speech recipe's stage 5, T5X's train binary, 2 steps)."""
+  return tiny_checkpoints.semantic
 
 
 TINY_GIN = ("models/audiolm_decoder.gin", "stages/semantic.gin",

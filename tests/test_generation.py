@@ -313,6 +313,65 @@ def test_job_from_a_token_dataset(tmp_path, tokenized_dataset, lyra_dir,
   assert sf.info(out / "sample-0.wav").frames == 64000
 
 
+# The piano's layout (3 levels): Lyra levels=9 pack=3 = 3 x 4096 codes.
+PIANO_LYRA = ["--acoustic_option=levels=9", "--acoustic_option=pack=3"]
+PIANO_GINS = ["--semantic_gin=infer/piano_semantic.gin",
+              "--coarse_gin=infer/piano_acoustic.gin"]
+
+
+def test_job_runs_two_stages_for_a_layout_without_fine_levels(
+    tmp_path, clips_dir, kmeans_codebook, lyra_dir):
+  clip = "2412-153948-0000"
+  summary = job.run([
+      f"--prompts={clips_dir / f'{clip}.flac'}", f"--output_dir={tmp_path}",
+      f"--kmeans={kmeans_codebook}", f"--lyra_dir={lyra_dir}", *PIANO_LYRA,
+      *PIANO_GINS, "--semantic_checkpoint=stand-in:0",
+      "--coarse_checkpoint=stand-in:0", "--seconds=3.4", "--seed=1"])
+  assert summary["counts"]["samples_written"] == 1
+  assert summary["coarse_levels"] == 3
+  assert summary["checkpoints"] == {"semantic": "stand-in:0",
+                                    "coarse": "stand-in:0"}
+  assert sorted(summary["settings"]["sampling"]) == ["coarse", "semantic"]
+  arrays = np.load(tmp_path / clip / "sample-0.npz")
+  assert {n: arrays[n].shape for n in arrays.files} == {
+      "semantic": (85,), "coarse": (170, 3), "fine": (170, 0),
+      "codes": (170, 3)}
+  assert 0 <= arrays["codes"].min() and arrays["codes"].max() < 4096
+  meta = json.loads((tmp_path / clip / "sample-0.json").read_text())
+  assert meta["temperatures"] == {"semantic": 0.6, "coarse": 0.8}
+  assert (meta["codec"]["levels"], meta["codec"]["codes"]) == (3, 4096)
+  assert sf.info(tmp_path / clip / "sample-0.wav").frames == 54400
+
+
+@pytest.mark.parametrize("extra,message", [
+    # Speech gins over a 12-level layout: levels 5-12 need stage 3.
+    (TEST_LYRA, "--fine_checkpoint: the codec layout has Q=12 levels and "
+     "--coarse_gin's task audiolm_coarse_v001 predicts Q'=4: levels 5-12 need "
+     "stage 3's checkpoint"),
+    # The piano's acoustic stage predicts all 3 levels: no stage 3.
+    (PIANO_LYRA + PIANO_GINS + ["--fine_checkpoint=stand-in:0"],
+     "predicts all Q=3 levels of the codec layout; there is no fine stage to "
+     "run: drop --fine_checkpoint"),
+    # Speech gins over the piano's layout.
+    (PIANO_LYRA, "its task audiolm_coarse_v001 predicts Q'=4 acoustic levels,"
+     " the codec layout has only Q=3"),
+    (PIANO_LYRA + ["--coarse_gin=infer/piano_acoustic.gin"],
+     "--semantic_gin is a speech gin, --coarse_gin a piano gin"),
+])
+def test_job_fine_checkpoint_follows_the_layout(tmp_path, clips_dir, lyra_dir,
+                                                kmeans_codebook, capsys, extra,
+                                                message):
+  with pytest.raises(SystemExit) as e:
+    job.run([f"--prompts={clips_dir}", f"--output_dir={tmp_path / 'out'}",
+             f"--kmeans={kmeans_codebook}", f"--lyra_dir={lyra_dir}",
+             "--semantic_checkpoint=stand-in:0",
+             "--coarse_checkpoint=stand-in:0", *extra])
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and message in err[0], err
+  assert not (tmp_path / "out").exists()  # before any compute
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--seconds=2"], "seconds: expected more than prompt_seconds=3.0"),
     (["--fine_checkpoint=/nonexistent/checkpoint_1"],

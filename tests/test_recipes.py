@@ -1,109 +1,53 @@
 """The recipes, run as users run them (bash), and the rendered piano corpus.
 
-The LibriSpeech recipe runs stages 0-4 (and 5, the tiny stage-1 model for two
-steps, with AUDIOLM_RECIPE_TRAIN=1 where T5X is installed) over
-released-style archives built from the team's clips, then runs again: the
-second run must skip every done stage; stages 8-9's command lines are
-parsed by the real commands' parsers. The piano recipe runs stages 0-3 (4-5
-likewise) on a few rendered seconds.
+The LibriSpeech recipe's first run is the session fixture ``speech_recipe``
+(tests/t5x_fixtures.py): stages 0-4 over released-style archives packed from
+the team's clips, and where T5X is installed stages 5-7, the tiny training
+that tests/test_generation_t5x.py and the others consume. Here stage 8
+continues the dev-clean prompts with those checkpoints, then the recipe runs
+again: the second run must skip every done stage. Stage 9's command lines
+are parsed by the real commands' parsers. The piano recipe runs stages 0-3 on
+a few rendered seconds, and where T5X is installed trains its two tiny stages
+and generates a continuation (4-6).
 """
 
-import hashlib
 import importlib.util
 import json
-import os
 import pathlib
 import subprocess
 import sys
-import tarfile
-import time
 
+import numpy as np
 import pytest
 
 from audiolm_t5x import contract
-from tests import corpus_fixtures
+from tests import t5x_fixtures
 from tests.conftest import REPO_ROOT
 
-LIBRISPEECH_RECIPE = REPO_ROOT / "recipes" / "librispeech" / "run.sh"
+LIBRISPEECH_RECIPE = t5x_fixtures.LIBRISPEECH_RECIPE
 HAS_T5X = importlib.util.find_spec("t5x") is not None
-# The tiny training stages add about a minute each on 2 CPU cores, beyond the
-# suite's budget: they run with AUDIOLM_RECIPE_TRAIN=1 (and T5X installed).
-TRAIN = HAS_T5X and os.environ.get("AUDIOLM_RECIPE_TRAIN") == "1"
-
-# seqio's cache job and tiny training on one task keep the test short; the
-# other two tasks and stages go through the same lines of the recipe.
-TINY_CONFIG = """
-SPLITS="dev-clean train-clean-100"
-LOCAL_COPY={archives}
-KMEANS_SPLITS="train-clean-100"
-PROMPT_SPLIT="dev-clean"
-KMEANS_K=16
-KMEANS_FILE_FRACTION=1.0
-ACOUSTIC_OPTIONS=(levels=24 pack=2)
-LYRA_DIR={lyra_dir}
-NUM_SHARDS=2
-WORK_DIR={work}
-BEAM_LOCAL_ARGS=()
-CACHE_TASKS=audiolm_semantic_v001
-CACHE_MIN_SHARDS=1
-PYTHON={python}
-MODEL_GINS=(models/tiny.gin)
-TRAIN_STEPS=2
-BATCH_SIZE=2
-TRAIN_EXTRA_ARGS=(--gin.partitioning.PjitPartitioner.backend=None
-                  --gin.RANDOM_SEED=0 --gin_file={work}/no_eval.gin)
-"""
-# Test-only: no validation pass after the two training steps (T5X's train
-# binary takes __main__'s configurables from a gin file).
-NO_EVAL_GIN = """
-from __gin__ import dynamic_registration
-import __main__ as train_script
-train_script.train.train_eval_dataset_cfg = None
-"""
-
-
-def make_archives(tree: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
-  """<split>.tar.gz as released (LibriSpeech/<split>/...) + md5sum.txt."""
-  out.mkdir()
-  lines = []
-  for split in sorted(p.name for p in tree.iterdir()):
-    path = out / f"{split}.tar.gz"
-    with tarfile.open(path, "w:gz") as tar:
-      tar.add(tree / split, arcname=f"LibriSpeech/{split}")
-    lines.append(f"{hashlib.md5(path.read_bytes()).hexdigest()}  {path.name}")
-  (out / "md5sum.txt").write_text("\n".join(lines) + "\n")
-  return out
+NO_EVAL_GIN = t5x_fixtures.NO_EVAL_GIN
 
 
 def run_recipe(config: pathlib.Path, *args, timeout=1800):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu",
-             CUDA_VISIBLE_DEVICES="")
-  start = time.monotonic()
-  proc = subprocess.run(["bash", str(LIBRISPEECH_RECIPE), "--config",
-                         str(config), *args], env=env, capture_output=True,
-                        text=True, timeout=timeout, cwd=str(config.parent))
-  print(f"run.sh {' '.join(args)}: {time.monotonic() - start:.0f} s")
-  return proc
+  return t5x_fixtures.run_recipe(LIBRISPEECH_RECIPE, config, *args,
+                                 timeout=timeout)
 
 
 @pytest.fixture(scope="module")
-def recipe_run(tmp_path_factory, clips_dir, lyra_dir):
-  root = tmp_path_factory.mktemp("recipe")
-  tree = corpus_fixtures.build_tree(root / "LibriSpeech", clips_dir)
-  archives = make_archives(tree, root / "archives")
-  work = root / "work"
-  work.mkdir()
-  (work / "no_eval.gin").write_text(NO_EVAL_GIN)
-  config = root / "tiny.sh"
-  config.write_text(TINY_CONFIG.format(
-      archives=archives, lyra_dir=lyra_dir, work=work, python=sys.executable))
-  last = "5" if TRAIN else "4"
-  first = run_recipe(config, "--stop_stage", last)
-  assert first.returncode == 0, first.stdout[-5000:] + first.stderr[-5000:]
+def recipe_run(speech_recipe):
+  config, work = speech_recipe["config"], speech_recipe["work"]
+  first = speech_recipe["proc"]
+  last = 8 if HAS_T5X else 4
+  generate = None
+  if last == 8:  # stage 8 with the checkpoints of stages 5-7
+    generate = run_recipe(config, "--stage", "8", "--stop_stage", "8")
+    assert generate.returncode == 0, (generate.stdout[-5000:] +
+                                      generate.stderr[-5000:])
   markers = {p.name: p.stat().st_mtime_ns for p in (work / "done").iterdir()}
-  second = run_recipe(config, "--stop_stage", last)
+  second = run_recipe(config, "--stop_stage", str(last))
   return dict(work=work, data=work / "data", config=config, first=first,
-              second=second, markers=markers, last=int(last))
+              generate=generate, second=second, markers=markers, last=last)
 
 
 def test_stages_leave_their_outputs(recipe_run):
@@ -125,15 +69,43 @@ def test_stages_leave_their_outputs(recipe_run):
   cache = data / "seqio_cache" / "audiolm_semantic_v001"
   assert list(cache.glob("train.tfrecord-*")), sorted(cache.iterdir())
   assert list(cache.glob("validation.tfrecord-*")), sorted(cache.iterdir())
-  if recipe_run["last"] >= 5:
-    assert (data / "models" / "semantic" / "checkpoint_2").is_dir()
-    log = (recipe_run["work"] / "logs" / "stage5.semantic.log").read_text()
-    assert f"Using cache directory {cache}" in log
+  if recipe_run["last"] < 8:
+    return
+  for n, stage in ((5, "semantic"), (6, "coarse"), (7, "fine")):
+    assert f"stage {n} {stage} done in" in out
+    assert (data / "models" / stage / "checkpoint_2").is_dir()
+  # Stage 5 read stage 4's cache of its task; 6 and 7 (tasks not cached by
+  # this config) read the records.
+  assert "reads stage 4's cache of audiolm_semantic_v001" in out
+  assert "audiolm_coarse_v001 is not in CACHE_TASKS" in out
+  log = (recipe_run["work"] / "logs" / "stage5.semantic.log").read_text()
+  assert f"Using cache directory {cache}" in log
+
+
+def test_stage_8_continues_the_prompts_with_the_trained_stages(recipe_run):
+  import soundfile as sf  # pylint: disable=g-import-not-at-top
+  if recipe_run["last"] < 8:
+    pytest.skip(t5x_fixtures.NO_T5X)
+  assert "stage 8 generate done in" in recipe_run["generate"].stdout
+  data = recipe_run["data"]
+  gen = data / "generated"
+  summary = json.loads((gen / "generation.json").read_text())
+  assert summary["counts"]["prompts"] == 2
+  assert summary["counts"]["samples_written"] == 2
+  assert summary["checkpoints"] == {
+      s: str(data / "models" / s / "checkpoint_2") for s in
+      t5x_fixtures.STAGES}
+  for clip in ("2412-153948-0000", "2412-153948-0001"):
+    audio, rate = sf.read(gen / clip / "sample-0.wav", dtype="float32")
+    assert (rate, audio.shape) == (16000, (32000,))  # CONTINUATION_SECONDS=2
+    codes = np.load(gen / clip / "sample-0.npz")["codes"]
+    assert codes.shape == (100, 12) and codes.max() < 256
 
 
 def test_rerun_skips_every_done_stage(recipe_run):
   second = recipe_run["second"]
   assert second.returncode == 0, second.stderr[-3000:]
+  assert len(recipe_run["markers"]) == recipe_run["last"] + 1
   last = recipe_run["last"]
   for n in range(last + 1):
     assert f"== stage {n} " in second.stdout
@@ -144,10 +116,13 @@ def test_rerun_skips_every_done_stage(recipe_run):
           } == recipe_run["markers"]
 
 
-# Stages 8-9 need all three trained stages (more than this test trains): here
-# a stand-in $PYTHON records their command lines instead of running them, and
-# each is parsed by the real command's own parser (flag names, required flags,
-# Beam flags), with its paths checked against the earlier stages' outputs.
+# Stage 9's evaluations (ViSQOL, the detector's training, the LM smoke set)
+# take longer than this test may: here a stand-in $PYTHON records the command
+# lines of stages 8-9 instead of running them, and each is parsed by the real
+# command's own parser (flag names, required flags, Beam flags), with its
+# paths checked against the earlier stages' outputs. (Stage 8 also ran for
+# real above; tests/test_end_to_end_tiny.py runs the evaluations on the same
+# checkpoints.)
 RECORDING_PYTHON = """#!/usr/bin/env bash
 if [[ "$1" == -m && "$2" == audiolm_t5x.pipelines.* ]]; then
   exec {python} -c 'import json, sys; open(sys.argv[1], "a").write(json.dumps(sys.argv[2:]) + "\\n")' {record} "${{@:2}}"
@@ -204,7 +179,8 @@ def test_stages_8_and_9_call_the_real_commands_with_their_flags(recipe_run,
         data / "models" / s / "checkpoint_2")
   assert pathlib.Path(g.kmeans).is_file() and pathlib.Path(g.prompts).is_dir()
   assert pathlib.Path(g.lyra_dir).is_dir() and g.gin_file == ["models/tiny.gin"]
-  assert (g.mode, g.prompt_seconds, g.num_samples) == ("continuation", 3.0, 1)
+  # The tiny config's PROMPT_SECONDS=1.
+  assert (g.mode, g.prompt_seconds, g.num_samples) == ("continuation", 1.0, 1)
   t = parsed["evaluate_tokens"]
   assert t.codec == ["lyra:levels=24,pack=2"] and pathlib.Path(
       t.audio_dir).is_dir()
@@ -250,6 +226,9 @@ TRAIN_STEPS=2
 BATCH_SIZE=2
 TRAIN_EXTRA_ARGS=(--gin.partitioning.PjitPartitioner.backend=None
                   --gin.RANDOM_SEED=0 --gin_file={work}/no_eval.gin)
+PROMPT_SECONDS=1
+CONTINUATION_SECONDS=2
+GENERATE_EXTRA_ARGS=(--batch_size=2)
 """
 
 
@@ -302,12 +281,9 @@ def piano_run(tmp_path_factory, renderer, lyra_dir):
   config = work.parent / "tiny.sh"
   config.write_text(PIANO_CONFIG.format(lyra_dir=lyra_dir, work=work,
                                         python=sys.executable))
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu",
-             CUDA_VISIBLE_DEVICES="")
-  last = "5" if TRAIN else "3"
-  proc = subprocess.run(["bash", str(PIANO_RECIPE), "--config", str(config),
-                         "--stop_stage", last], env=env, capture_output=True,
-                        text=True, timeout=1800, cwd=str(work.parent))
+  # Through generation (stages 4-6) where T5X is installed.
+  last = "6" if HAS_T5X else "3"
+  proc = t5x_fixtures.run_recipe(PIANO_RECIPE, config, "--stop_stage", last)
   assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
   return dict(work=work, proc=proc, last=int(last))
 
@@ -339,6 +315,36 @@ def test_piano_recipe_tokens_have_three_levels(piano_run, monkeypatch):
     assert levels[:6] == [0, 1, 2, 0, 1, 2], levels[:6]
     # 4 s -> 100 semantic steps -> 200 frames x 3 levels.
     assert len(targets) == 600
-  if piano_run["last"] >= 5:
-    for name in ("piano_semantic", "piano_acoustic"):
-      assert (work / "models" / name / "checkpoint_2").is_dir()
+
+
+def test_piano_recipe_generates_a_continuation_of_a_rendered_piece(piano_run):
+  import soundfile as sf  # pylint: disable=g-import-not-at-top
+  if piano_run["last"] < 6:
+    pytest.skip(t5x_fixtures.NO_T5X)
+  work = piano_run["work"]
+  models = work / "models"
+  for name in ("piano_semantic", "piano_acoustic"):
+    assert (models / name / "checkpoint_2").is_dir()
+  assert "stage 6 generate done in" in piano_run["proc"].stdout
+  gen = work / "generated"
+  summary = json.loads((gen / "generation.json").read_text())
+  # Two stages: semantic, then all 3 levels; no fine stage.
+  assert summary["checkpoints"] == {
+      "semantic": str(models / "piano_semantic" / "checkpoint_2"),
+      "coarse": str(models / "piano_acoustic" / "checkpoint_2")}
+  assert summary["coarse_levels"] == 3
+  assert summary["counts"]["samples_written"] == 2  # the two dev pieces
+  assert "dev-rendered" in summary["prompts"]
+  pieces = sorted(p.name for p in gen.iterdir() if p.is_dir())
+  assert len(pieces) == 2 and all(p.startswith("rendered_") for p in pieces)
+  for piece in pieces:
+    audio, rate = sf.read(gen / piece / "sample-0.wav", dtype="float32")
+    assert (rate, audio.shape) == (16000, (32000,))  # CONTINUATION_SECONDS=2
+    assert np.all(np.isfinite(audio)) and np.abs(audio[16000:]).max() > 0
+    arrays = np.load(gen / piece / "sample-0.npz")
+    assert arrays["codes"].shape == (100, 3) and arrays["fine"].shape == (
+        100, 0)
+    assert arrays["codes"].max() < 4096  # Lyra levels=9 pack=3: 3 x 4096
+    meta = json.loads((gen / piece / "sample-0.json").read_text())
+    assert (meta["codec"]["levels"], meta["codec"]["codes"]) == (3, 4096)
+    assert "rendered" in meta["prompt_path"]

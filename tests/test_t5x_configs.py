@@ -213,6 +213,20 @@ def test_stage_lengths_and_vocabulary_match_the_tasks(stage):
                   "loss_on_targets_only")] is True
 
 
+@pytest.mark.parametrize("stage", t5x_configs.STAGES)
+def test_macro_value_reads_the_task_through_includes(stage):
+  """t5x_configs.macro_value (what pipelines.generate reads) agrees with the
+  expansion above, and a binding given after the files wins."""
+  for kind in ("train", "infer"):
+    relative = f"{kind}/{stage}.gin"
+    path = t5x_configs.gin_path(relative)
+    assert t5x_configs.macro_value([path], "MIXTURE_OR_TASK_NAME") == bindings(
+        relative)[("MIXTURE_OR_TASK_NAME", "")]
+  assert t5x_configs.macro_value(
+      [path], "MIXTURE_OR_TASK_NAME", ["MIXTURE_OR_TASK_NAME = 'x'"]) == "x"
+  assert t5x_configs.macro_value([path], "NO_SUCH_MACRO") is None
+
+
 @pytest.mark.parametrize("relative", TRAIN_GIN)
 def test_training_follows_the_paper(relative):
   final = bindings(relative)

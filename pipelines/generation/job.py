@@ -21,8 +21,14 @@ Steps: list the prompts (sorted) -> tokenize each audio prompt (tokenizers
 loaded once per worker; too-short or unreadable prompts go to a "skipped"
 output with the reason) -> group into fixed batches by prompt index (so the
 batches, and with them the samples, are the same on every run) -> generate
-each batch through the three stages (models loaded once per worker in
-``setup``) -> write each sample (:mod:`.outputs`) -> ``generation.json``.
+each batch through the stages (models loaded once per worker in ``setup``)
+-> write each sample (:mod:`.outputs`) -> ``generation.json``.
+
+Three stages for speech; two for a codec layout whose levels stage 2 all
+predicts (the piano: ``--semantic_gin=infer/piano_semantic.gin
+--coarse_gin=infer/piano_acoustic.gin``, no ``--fine_checkpoint``). Which
+chain runs follows from the layout and the task ``--coarse_gin`` samples
+(:func:`_coarse_levels`), never from a flag name.
 """
 
 from __future__ import annotations
@@ -255,8 +261,10 @@ def make_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
       prog="python -m pipelines.generate",
       description=("Generate AudioLM continuations (or unconditional samples, "
-                   "or acoustic resyntheses) with three trained T5X stages; "
-                   "a Beam job (DirectRunner unless --runner is given)."),
+                   "or acoustic resyntheses) with the trained T5X stages "
+                   "(speech: three; piano: two, stage 2 predicting all "
+                   "levels); a Beam job (DirectRunner unless --runner is "
+                   "given)."),
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   p.add_argument("--prompts", default="",
                  help="a folder of audio files (recursive), comma-separated "
@@ -271,11 +279,20 @@ def make_parser() -> argparse.ArgumentParser:
                  help="continuation of prompts; unconditional (no prompt); "
                  "resynthesis (real semantic tokens -> stages 2 and 3)")
   for s in STAGES:
-    p.add_argument(f"--{s}_checkpoint", required=True,
+    p.add_argument(f"--{s}_checkpoint", required=s != "fine",
+                   default="" if s == "fine" else None,
                    help=f"T5X checkpoint directory of stage "
                    f"{STAGES.index(s) + 1} ({s}), e.g. .../checkpoint_N; "
                    f"'{STAND_IN}:SEED' runs an untrained stand-in (plumbing "
-                   "tests only)")
+                   "tests only)" + (
+                       "; required exactly when the codec layout has levels "
+                       "left after those the --coarse_gin's task predicts "
+                       "(speech: Q > 4), and refused otherwise (the piano's "
+                       "acoustic stage predicts all levels)"
+                       if s == "fine" else
+                       "; the piano's acoustic stage (--coarse_gin="
+                       "infer/piano_acoustic.gin) goes here"
+                       if s == "coarse" else ""))
     p.add_argument(f"--{s}_gin", default=DEFAULT_GIN[s],
                    help=f"the {s} stage's gin file (relative to the project's "
                    "t5x_configs or a path); it names the model and network")
@@ -344,6 +361,70 @@ def _check_checkpoint(path: str, stage: str) -> None:
                     "T5X checkpoint directory such as MODEL_DIR/checkpoint_N)")
 
 
+def _stage_task(stage: str, gin_files: Sequence[str],
+                bindings: Sequence[str]) -> Tuple[str, str, str]:
+  """(task, corpus, task stage) that a stage's gin files sample."""
+  from audiolm_t5x import t5x_configs  # pylint: disable=g-import-not-at-top
+  from audiolm_t5x.tasks import audiolm  # pylint: disable=g-import-not-at-top
+  task = t5x_configs.macro_value(gin_files, "MIXTURE_OR_TASK_NAME", bindings)
+  if task not in audiolm.TASK_STAGES:
+    raise UserError(
+        f"--{stage}_gin: {gin_files[0]} names task {task!r} "
+        "(MIXTURE_OR_TASK_NAME); expected one of the project's tasks: "
+        f"{', '.join(sorted(audiolm.TASK_STAGES))}")
+  return (task,) + tuple(audiolm.TASK_STAGES[task])
+
+
+def _coarse_levels(args: argparse.Namespace, stage_gins: Dict[str, Tuple[str,
+                                                                         ...]],
+                   layout: vocabulary_lib.VocabularyLayout) -> int:
+  """Q', the levels stage 2 predicts: from its gin's task and the layout.
+
+  A layout with levels beyond Q' needs the fine stage's checkpoint; one
+  without (the piano's acoustic stage predicts all Q) refuses it.
+  """
+  from audiolm_t5x.tasks import stages as task_stages  # pylint: disable=g-import-not-at-top
+  bindings = tuple(args.gin_bindings)
+  _, sem_corpus, sem_stage = _stage_task("semantic", stage_gins["semantic"],
+                                         bindings)
+  task, corpus, stage = _stage_task("coarse", stage_gins["coarse"], bindings)
+  q = layout.acoustic_levels
+  piano = ("--semantic_gin=infer/piano_semantic.gin "
+           "--coarse_gin=infer/piano_acoustic.gin")
+  if (sem_stage not in (task_stages.SEMANTIC, task_stages.SEMANTIC_PROMPT) or
+      stage not in (task_stages.COARSE, task_stages.ACOUSTIC)):
+    raise UserError(f"--semantic_gin / --coarse_gin: expected a stage-1 "
+                    f"(semantic) and a stage-2 (coarse or acoustic) gin, found "
+                    f"tasks of stages {sem_stage!r} and {stage!r}")
+  if sem_corpus != corpus:
+    raise UserError(f"--semantic_gin is a {sem_corpus} gin, --coarse_gin a "
+                    f"{corpus} gin: use one corpus's gins (piano: {piano})")
+  coarse = task_stages.predicted_levels(corpus, stage, acoustic_levels=q)
+  if not 0 < coarse <= q:
+    raise UserError(
+        f"--coarse_gin: its task {task} predicts Q'={coarse} acoustic levels, "
+        f"the codec layout has only Q={q} (N={layout.acoustic_codebook_size}):"
+        f" a layout without fine levels takes the piano's gins ({piano}) and "
+        "no --fine_checkpoint")
+  if coarse < q and not args.fine_checkpoint:
+    raise UserError(
+        f"--fine_checkpoint: the codec layout has Q={q} levels and --coarse_gin"
+        f"'s task {task} predicts Q'={coarse}: levels {coarse + 1}-{q} need "
+        "stage 3's checkpoint")
+  if coarse == q and args.fine_checkpoint:
+    raise UserError(
+        f"--fine_checkpoint: --coarse_gin's task {task} predicts all Q={q} "
+        "levels of the codec layout; there is no fine stage to run: drop "
+        "--fine_checkpoint")
+  if coarse < q:
+    _, fine_corpus, fine_stage = _stage_task("fine", stage_gins["fine"],
+                                             bindings)
+    if (fine_corpus, fine_stage) != (corpus, task_stages.FINE):
+      raise UserError(f"--fine_gin: expected a {corpus} fine-stage gin, found "
+                      f"a {fine_corpus} {fine_stage!r} one")
+  return coarse
+
+
 def plan(args: argparse.Namespace) -> Tuple[JobSpec, List[Tuple[int, Any]],
                                             str, dict]:
   """Checks flags and inputs; returns the job spec, sources, dataset dir and
@@ -351,7 +432,8 @@ def plan(args: argparse.Namespace) -> Tuple[JobSpec, List[Tuple[int, Any]],
   from audiolm_t5x import t5x_configs  # pylint: disable=g-import-not-at-top
   mode = args.mode
   for s in STAGES:
-    _check_checkpoint(getattr(args, f"{s}_checkpoint"), s)
+    if getattr(args, f"{s}_checkpoint"):
+      _check_checkpoint(getattr(args, f"{s}_checkpoint"), s)
   if mode != chain_lib.UNCONDITIONAL and not args.prompts:
     raise UserError(f"--prompts: {mode} needs prompts (a folder, files or a "
                     "token dataset)")
@@ -433,11 +515,10 @@ def plan(args: argparse.Namespace) -> Tuple[JobSpec, List[Tuple[int, Any]],
         sources = list(enumerate(prompts_lib.list_audio(args.prompts)))
       except FileNotFoundError as e:
         raise UserError(f"--prompts: {e}") from e
-  q = layout.acoustic_levels
-  coarse_levels = constants.COARSE_LEVELS if q > constants.COARSE_LEVELS else q
-  if not 0 < coarse_levels < q:
-    raise UserError(f"the codec has Q={q} levels; the fine stage needs more "
-                    f"than Q'={constants.COARSE_LEVELS}")
+  stage_gins = {s: (gin_path(getattr(args, f"{s}_gin")),) + extra
+                for s in STAGES}
+  coarse_levels = _coarse_levels(args, stage_gins, layout)
+  used = STAGES if coarse_levels < layout.acoustic_levels else STAGES[:2]
 
   num_samples = 1 if mode == chain_lib.UNCONDITIONAL else args.num_samples
   # The fine model's batch: rows x the windows each row samples.
@@ -447,10 +528,10 @@ def plan(args: argparse.Namespace) -> Tuple[JobSpec, List[Tuple[int, Any]],
       fine_window_seconds=args.fine_window_seconds).sampled_windows(mode)
   rows = args.batch_size * num_samples
   stages = []
-  for s in STAGES:
+  for s in used:
     stages.append(StageSpec(
         stage=s, checkpoint=getattr(args, f"{s}_checkpoint"),
-        gin_files=(gin_path(getattr(args, f"{s}_gin")),) + extra,
+        gin_files=stage_gins[s],
         gin_bindings=tuple(args.gin_bindings),
         batch_size=rows * windows if s == "fine" else rows))
   try:
@@ -460,8 +541,10 @@ def plan(args: argparse.Namespace) -> Tuple[JobSpec, List[Tuple[int, Any]],
 
   def sampling(s: str) -> stage_model_lib.SamplingSettings:
     t = getattr(args, f"{s}_temperature")
-    t = defaults[s]["temperature"] if t is None else t
-    top_k = defaults[s]["top_k"] if args.top_k is None else args.top_k
+    default = defaults.get(s, {"temperature": DEFAULT_TEMPERATURE[s],
+                               "top_k": 0})  # no fine stage: unused
+    t = default["temperature"] if t is None else t
+    top_k = default["top_k"] if args.top_k is None else args.top_k
     return stage_model_lib.SamplingSettings(float(t), int(top_k or 0),
                                             float(args.top_p))
   try:
@@ -492,7 +575,7 @@ def plan(args: argparse.Namespace) -> Tuple[JobSpec, List[Tuple[int, Any]],
           "fine_window_seconds": settings.fine_window_seconds,
           "batch_size": args.batch_size,
           "sampling": {s: dataclasses.asdict(getattr(settings, s))
-                       for s in STAGES},
+                       for s in used},
           "frames": {"semantic": settings.semantic_frames,
                      "acoustic": settings.acoustic_frames,
                      "prompt_semantic": settings.prompt_frames},

@@ -70,6 +70,8 @@ def sample_metadata(sample: chain_lib.Sample, *,
   unconditional = sample.mode == chain_lib.UNCONDITIONAL
   stages = {"semantic": settings.semantic, "coarse": settings.coarse,
             "fine": settings.fine}
+  # Only the stages that ran (no fine stage where stage 2 predicts all levels).
+  stages = {k: v for k, v in stages.items() if k in checkpoints} or stages
   top_k = {s.top_k for s in stages.values()}
   top_p = {s.top_p for s in stages.values()}
   return {

@@ -58,7 +58,7 @@ PYTHON="${PYTHON:-python3}"
 # --- SeqIO cache (stage 4) ----------------------------------------------------
 CACHE_TASKS="audiolm_semantic_v001,audiolm_coarse_v001,audiolm_fine_v001"
 CACHE_MIN_SHARDS=64
-USE_CACHED_TASKS=true         # stages 5-7 read stage 4's cache
+USE_CACHED_TASKS=true         # stages 5-7 read stage 4's cache (of the tasks in CACHE_TASKS)
 
 # --- Training (stages 5-7) ----------------------------------------------------
 # The project's gins: train/<stage>.gin + a partitioning gin; MODEL_GINS adds

@@ -191,12 +191,26 @@ if begin_stage 4 cache "cache the SeqIO tasks $CACHE_TASKS (seqio's cache job)" 
 fi
 
 # --- 5-7. training ---------------------------------------------------------------
-T5X_CACHE_ARGS=()
-if [[ "$USE_CACHED_TASKS" == true ]]; then
-  T5X_CACHE_ARGS=(--gin.USE_CACHED_TASKS=True --seqio_additional_cache_dirs="$CACHE")
-fi
+# With USE_CACHED_TASKS=true a stage reads stage 4's cache when its task (the
+# MIXTURE_OR_TASK_NAME of train/<stage>.gin) is one of CACHE_TASKS, else the
+# token records.
+stage_task() {  # NAME: the SeqIO task that train/NAME.gin trains on
+  "$PYTHON" -c 'import sys; from audiolm_t5x import t5x_configs as c
+print(c.macro_value([c.gin_path(f"train/{sys.argv[1]}.gin")], "MIXTURE_OR_TASK_NAME"))' "$1"
+}
 
 train_stage() {  # NAME MICROBATCHES
+  T5X_CACHE_ARGS=()
+  if [[ "$USE_CACHED_TASKS" == true ]]; then
+    local task
+    task="$(stage_task "$1")"
+    if [[ ",$CACHE_TASKS," == *",$task,"* ]]; then
+      T5X_CACHE_ARGS=(--gin.USE_CACHED_TASKS=True --seqio_additional_cache_dirs="$CACHE")
+      echo "   reads stage 4's cache of $task"
+    else
+      echo "   $task is not in CACHE_TASKS: reads the token records"
+    fi
+  fi
   AUDIOLM_DATA_DIR="$TOKENS" t5x_train "$1" "$MODELS/$1" "$2"
   end_stage "$MODELS/$1/checkpoint_$(checkpoint_step)"
 }

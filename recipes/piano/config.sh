@@ -39,9 +39,10 @@ BATCH_SIZE=8
 # backend=None: JAX's default devices (GPUs if any, else the CPU of a laptop).
 TRAIN_EXTRA_ARGS=(--gin.partitioning.PjitPartitioner.backend=None)
 
-# --- Generation -----------------------------------------------------------------
-# Not run yet: pipelines.generate chains three stages, the piano has two (see
-# run.sh stage 6).
-PROMPT_SECONDS=3
-CONTINUATION_SECONDS=10
-GENERATE_EXTRA_ARGS=()
+# --- Generation (stage 6): continuations of the rendered dev pieces ---------------
+# Two stages, no fine stage: pipelines.generate takes no --fine_checkpoint for
+# the piano gins (their stage 2 predicts all 3 levels of the layout).
+PROMPT_SECONDS=3             # a multiple of 0.04 s, at most PIECE_SECONDS
+CONTINUATION_SECONDS=10      # each output's length, prompt included
+NUM_SAMPLES=1                # samples per piece
+GENERATE_EXTRA_ARGS=()       # e.g. (--batch_size=4 --coarse_temperature=0.9)

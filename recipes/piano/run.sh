@@ -14,8 +14,8 @@
 #   3 report      data report (pipelines.report)
 #   4 semantic    train piano stage 1 (t5x.train, train/piano_semantic.gin)
 #   5 acoustic    train piano stage 2, all 3 levels (t5x.train, train/piano_acoustic.gin)
-#   6 generate    continue a rendered dev piece (not yet: pipelines.generate chains
-#                 three stages, the piano has two; the stage says so)
+#   6 generate    continue the rendered dev pieces through the two stages and decode
+#                 with Lyra at the piano layout (pipelines.generate, no fine stage)
 #
 # Settings: recipes/piano/config.sh; --config FILE is sourced after it.
 set -euo pipefail
@@ -100,15 +100,24 @@ if begin_stage 5 acoustic "train piano stage 2, all 3 acoustic levels (t5x.train
   end_stage "$MODELS/piano_acoustic/checkpoint_$(checkpoint_step)"
 fi
 
-if begin_stage 6 generate "continue ${PROMPT_SECONDS} s of the rendered dev pieces to ${CONTINUATION_SECONDS} s (two stages, no fine stage)" \
-    "$GENERATED"; then
-  # pipelines.generate chains the three speech stages (semantic -> coarse ->
-  # fine; all three checkpoints are required flags). The piano's two stages
-  # (semantic -> all 3 acoustic levels in one model) are not a chain it
-  # knows yet, so this stage says so and is not marked done.
-  echo "   $GENERATE_MODULE chains three stages (semantic, coarse, fine);" \
-    "the piano's two-stage chain is not supported by it yet:" \
-    "stage 6 skipped, not marked done"
+if begin_stage 6 generate "continue ${PROMPT_SECONDS} s of the RENDERED dev pieces to ${CONTINUATION_SECONDS} s (two stages: semantic, then all 3 acoustic levels; Lyra ${ACOUSTIC_OPTIONS[*]} decodes)" \
+    "$GENERATED (<rendered piece>/sample-<k>.{wav,npz,json}, generation.json)"; then
+  step="$(checkpoint_step)"
+  GIN_FLAGS=()
+  for g in "${MODEL_GINS[@]}"; do GIN_FLAGS+=(--gin_file="$g"); done
+  # The piano's gins name the piano tasks; stage 2 predicts every level of
+  # the layout, so the command takes no --fine_checkpoint.
+  run "$PYTHON" -m "$GENERATE_MODULE" --prompts="$CORPUS/dev-rendered" \
+    --output_dir="$GENERATED" --mode=continuation \
+    --semantic_checkpoint="$MODELS/piano_semantic/checkpoint_$step" \
+    --semantic_gin=infer/piano_semantic.gin \
+    --coarse_checkpoint="$MODELS/piano_acoustic/checkpoint_$step" \
+    --coarse_gin=infer/piano_acoustic.gin "${GIN_FLAGS[@]}" \
+    --prompt_seconds="$PROMPT_SECONDS" --seconds="$CONTINUATION_SECONDS" \
+    --num_samples="$NUM_SAMPLES" --kmeans="$CODEBOOK" \
+    "${SEMANTIC_FLAGS[@]}" "${ACOUSTIC_FLAGS[@]}" "${BEAM_ARGS[@]}" \
+    "${GENERATE_EXTRA_ARGS[@]}"
+  end_stage "$GENERATED (continuations of rendered pieces)"
 fi
 
 echo
