@@ -8,7 +8,10 @@ settings out, plus ``generation.json``. A Beam job (DirectRunner unless
 command line, and BUILD.md's "Generate" section.
 """
 
+import sys
+
+from audiolm_t5x.pipelines import options  # noqa: F401  (before Beam: quiets its import-time warning)  pylint: disable=unused-import
 from audiolm_t5x.pipelines.generation import job
 
 if __name__ == "__main__":
-  job.run()
+  sys.exit(job.main())

@@ -257,15 +257,17 @@ class _WriteSummaryFn(beam.DoFn):
 
 
 # --- launcher ---------------------------------------------------------------------
-def make_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
-      prog="python -m pipelines.generate",
+MODULE = "audiolm_t5x.pipelines.generate"
+
+
+def make_parser() -> options_lib.CommandParser:
+  p = options_lib.CommandParser(
+      prog=options_lib.invocation(MODULE),
       description=("Generate AudioLM continuations (or unconditional samples, "
                    "or acoustic resyntheses) with the trained T5X stages "
                    "(speech: three; piano: two, stage 2 predicting all "
                    "levels); a Beam job (DirectRunner unless --runner is "
-                   "given)."),
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                   "given)."))
   p.add_argument("--prompts", default="",
                  help="a folder of audio files (recursive), comma-separated "
                  "audio files, or a token dataset folder (the tokenization "
@@ -334,13 +336,10 @@ def make_parser() -> argparse.ArgumentParser:
                  help="semantic codebook .npz (pipelines.fit_kmeans) used for "
                  "the training tokens; needed for audio prompts")
   options_lib.add_tokenizer_flags(p)
-  p.add_argument("--verbose", action="store_true",
-                 help="print tracebacks of user errors")
   return p
 
 
-class UserError(ValueError):
-  """A flag or input the user must change (exit code 2)."""
+UserError = options_lib.UserError
 
 
 def _gin_defaults(spec: StageSpec) -> Dict[str, Any]:
@@ -608,32 +607,18 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
   """Parses flags, runs the job, prints a summary; returns generation.json."""
   import os  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
-  from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
-  from apache_beam.options.pipeline_options import StandardOptions  # pylint: disable=g-import-not-at-top
 
   argv = list(sys.argv[1:] if argv is None else argv)
-  parser = make_parser()
-  args, beam_args = parser.parse_known_args(argv)
+  args, beam_args = options_lib.parse_args(make_parser(), argv)
   start = time.monotonic()
-  try:
-    opts = PipelineOptions(beam_args)
-    unknown = _unknown_beam_flags(beam_args)
-    if unknown:
-      raise UserError(f"unknown flags: {' '.join(unknown)} (see --help)")
-    spec, sources, dataset_dir, summary = plan(args)
-  except UserError as e:
-    if args.verbose:
-      raise
-    print(f"error: {e}", file=sys.stderr)
-    raise SystemExit(2) from None
-  if not opts.view_as(StandardOptions).runner:
-    opts.view_as(StandardOptions).runner = "DirectRunner"
-  summary["command"] = "python -m pipelines.generate " + " ".join(argv)
+  spec, sources, dataset_dir, summary = plan(args)
+  opts = options_lib.pipeline_options(beam_args, verbose=args.verbose)
+  summary["command"] = options_lib.command_line(MODULE, argv)
   print(f"generating: {len(sources)} "
         f"{'rows' if args.mode == chain_lib.UNCONDITIONAL else 'prompts'}, "
         f"{spec.settings.num_samples} sample(s) each, "
         f"{spec.settings.seconds:g} s, mode {args.mode}", flush=True)
-  with beam.Pipeline(options=opts) as p:
+  with options_lib.make_pipeline(opts) as p:
     build_pipeline(p, spec, sources, batch_size=args.batch_size,
                    dataset_dir=dataset_dir, summary=summary)
   result = outputs.read_summary(args.output_dir) or {}
@@ -649,14 +634,6 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
   return result
 
 
-def _unknown_beam_flags(beam_args: Sequence[str]) -> List[str]:
-  """Flags that no PipelineOptions class knows (Beam itself only warns)."""
-  from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
-  parser = pipeline_options._BeamArgumentParser(allow_abbrev=False)  # pylint: disable=protected-access
-  subset = {}
-  for cls in pipeline_options.PipelineOptions.__subclasses__():
-    subset.setdefault(str(cls), cls)
-  for cls in subset.values():
-    cls._add_argparse_args(parser)  # pylint: disable=protected-access
-  _, unknown = parser.parse_known_args(list(beam_args))
-  return [a for a in unknown if a.startswith("-")]
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """The command's entry point: exit status 0, or 2 for a user error."""
+  return options_lib.main(run, MODULE, argv)
