@@ -367,15 +367,17 @@ def iter_manifest(output_dir: str) -> Iterator[dict]:
 
 
 # --- The command ----------------------------------------------------------------
-def make_parser():
-  import argparse  # pylint: disable=g-import-not-at-top
+MODULE = "audiolm_t5x.pipelines.make_piano_corpus"
 
-  p = argparse.ArgumentParser(
-      prog="python -m pipelines.make_piano_corpus",
+
+def make_parser():
+  from audiolm_t5x.pipelines import options as options_lib  # pylint: disable=g-import-not-at-top
+
+  p = options_lib.CommandParser(
+      prog=options_lib.invocation(MODULE), beam=False,
       description="Write an offline piano corpus: generated MIDI pieces "
       "RENDERED with FluidSynth (not recorded), 16 kHz mono FLAC in a "
-      "Libri-Light-shaped layout.",
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+      "Libri-Light-shaped layout.")
   p.add_argument("--output_dir", required=True,
                  help="folder of the corpus (created)")
   p.add_argument("--seed", type=int, default=0,
@@ -394,18 +396,21 @@ def make_parser():
                  help="FluidSynth's master gain (its default 0.2 is quiet)")
   p.add_argument("--peak", type=float, default=0.7,
                  help="every piece is scaled to this peak amplitude")
-  p.add_argument("--verbose", action="store_true",
-                 help="print the traceback of a user error")
   return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-  """Command entry point: exit 0 with a summary, 2 on a user error."""
-  import sys  # pylint: disable=g-import-not-at-top
+def run(argv: Optional[Sequence[str]] = None) -> list:
+  """Checks the flags, renders the corpus, prints a summary; returns rows.
+
+  Raises:
+    UserError: a flag to change, or no renderer (before any rendering).
+  """
   import time  # pylint: disable=g-import-not-at-top
 
-  args = make_parser().parse_args(argv)
-  try:
+  from audiolm_t5x.pipelines import options as options_lib  # pylint: disable=g-import-not-at-top
+
+  args, _ = options_lib.parse_args(make_parser(), argv)
+  with options_lib.user_errors((ValueError, PianoCorpusError)):
     kinds = [k for k in args.kinds.split(",") if k]
     if args.seconds <= 0 or args.train_pieces < 0 or args.dev_pieces < 0:
       raise ValueError("--seconds must be > 0 and piece counts >= 0")
@@ -415,11 +420,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   dev_pieces=args.dev_pieces, seconds=args.seconds,
                   kinds=kinds)
     check_renderer(args.soundfont)
-  except (ValueError, PianoCorpusError) as e:
-    if args.verbose:
-      raise
-    print(f"make_piano_corpus: error: {e}", file=sys.stderr)
-    return 2
   start = time.monotonic()
   done = [0]
 
@@ -435,4 +435,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   print(f"done in {time.monotonic() - start:.1f} s: {len(rows)} rendered "
         f"pieces, {sum(r['seconds'] for r in rows):.0f} s of audio in "
         f"{args.output_dir} (manifest: {MANIFEST}, README: {README})")
-  return 0
+  return rows
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """Command entry point: exit 0 with a summary, 2 on a user error."""
+  from audiolm_t5x.pipelines import options as options_lib  # pylint: disable=g-import-not-at-top
+
+  return options_lib.main(run, MODULE, argv)
