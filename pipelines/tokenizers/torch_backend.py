@@ -141,6 +141,9 @@ class TorchOptions(base.Options):
       (batches then also padded to a fixed count per bucket).
     compile_backend: torch.compile's backend (``inductor``: generated
       kernels; ``cudagraphs``; ``aot_eager``: graph capture only).
+    compile_mode: inductor's mode (null: its default; ``reduce-overhead``:
+      also CUDA graphs; ``max-autotune-no-cudagraphs``: tuned kernels, a
+      much longer first batch per bucket).
   """
 
   model: Optional[str] = None
@@ -157,6 +160,7 @@ class TorchOptions(base.Options):
   buckets: Optional[tuple[float, ...]] = None
   compile: bool = False
   compile_backend: str = "inductor"
+  compile_mode: Optional[str] = None
 
   def __post_init__(self):
     if self.device not in DEVICES and not re.fullmatch(r"cuda:\d+",
@@ -329,7 +333,8 @@ class TorchBackend:
       torch._dynamo.config.cache_size_limit = max(  # pylint: disable=protected-access
           torch._dynamo.config.cache_size_limit, 64)  # pylint: disable=protected-access
       self._compiled = torch.compile(self._compute, dynamic=False,
-                                     backend=self.options.compile_backend)
+                                     backend=self.options.compile_backend,
+                                     mode=self.options.compile_mode)
     else:
       self._compiled = self._compute
 
