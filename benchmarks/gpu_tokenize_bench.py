@@ -23,9 +23,10 @@ per model serves every batch)::
   models; warm-up (compilation) timed apart; then the same rates, and how
   many tokens equal the eager ones (DAC codes; w2v-BERT relative L2).
 
-The processes compile at the same time and then take turns on the GPU
-(timed parts hold a lock, after all processes are warm or ``--barrier_s``
-passed). Weights are random (full-size configs; speed does not depend on
+The processes compile at the same time; once all are warm (or
+``--barrier_s`` passed) each holds a lock for all its remaining GPU work, so
+timed parts run alone on the GPU. ``--compile_models=dac`` compiles DAC only
+(w2v-BERT's compilation takes 45 s per row count on an H200). Weights are random (full-size configs; speed does not depend on
 them). Results: one JSON line per figure on stdout and in
 ``<out>/results.jsonl``, then a table. ``--tiny`` tries it on a CPU.
 """
@@ -68,15 +69,16 @@ def emit(out_dir, row):
 def make_pair(args, dtype, compile_):
   opts = dict(device=args.device, dtype=dtype, buckets=[30.0],
               batch_size=args.rows, batch_seconds=30.0 * args.rows)
-  if compile_:
-    opts.update(compile=True, compile_backend=args.compile_backend)
-    if args.compile_mode:
-      opts["compile_mode"] = args.compile_mode
+  compiled = dict(opts, compile=True, compile_backend=args.compile_backend)
+  if args.compile_mode:
+    compiled["compile_mode"] = args.compile_mode
+  which = args.compile_models.split(",") if compile_ else []
   sem = base.make_semantic_embedder(
       "w2v_bert", model=os.path.join(args.models, "w2v_bert"), layer=17,
-      features="device", **opts)
+      features="device", **(compiled if "w2v_bert" in which else opts))
   ac = base.make_acoustic_tokenizer(
-      "dac", model=os.path.join(args.models, "dac"), **opts)
+      "dac", model=os.path.join(args.models, "dac"),
+      **(compiled if "dac" in which else opts))
   return sem, ac
 
 
@@ -231,36 +233,33 @@ def worker(args):
 def eager_timings(args, gpu, pairs, waves, audio_s, job_s, files,
                   decode_note, book, flops, base_row, left):
   role = "eager"
-  if True:  # pylint: disable=using-constant-test
-    for dtype, (sem, ac, load_s, warm_s) in pairs.items():
-      if left() < 5:
-        emit(args.out, {"role": role, "dtype": dtype, "skipped": "deadline"})
-        continue
-      if True:  # pylint: disable=using-constant-test
-        walls = {}
-        _, walls["w2v_bert"] = timed(lambda: sem.embed_batch(waves))
-        _, walls["dac"] = timed(lambda: ac.encode_batch(waves))
-        _, walls["both"] = timed(lambda: (sem.embed_batch(waves),
-                                          ac.encode_batch(waves)))
-      row = dict(base_row, dtype=dtype, load_seconds=round(load_s, 1),
-                 warmup_seconds=round(warm_s, 1), **rates(audio_s, walls))
-      for name in ("w2v_bert", "dac"):
-        row[name]["percent_of_bf16_peak"] = round(
-            100 * flops[name] * row[name]["audio_hours_per_gpu_hour"] /
-            (args.peak_tflops * 1e12), 2)
-      emit(args.out, row)
-      if left() < 10:
-        continue
-      job_pass(sem, ac, book, files[:args.job_files], args.job_files, True)
-      if True:  # pylint: disable=using-constant-test
-        walls = {}
-        for overlap in (False, True):
-          _, walls["job_overlap" if overlap else "job_plain"] = timed(
-              lambda: job_pass(sem, ac, book, files, args.job_files,
-                               overlap))
-      emit(args.out, dict(base_row, dtype=dtype, audio_seconds=round(job_s, 1),
-                          recordings=len(files), job_files=args.job_files,
-                          decode=decode_note, **rates(job_s, walls)))
+  for dtype, (sem, ac, load_s, warm_s) in pairs.items():
+    if left() < 5:
+      emit(args.out, {"role": role, "dtype": dtype, "skipped": "deadline"})
+      continue
+    walls = {}
+    _, walls["w2v_bert"] = timed(lambda: sem.embed_batch(waves))
+    _, walls["dac"] = timed(lambda: ac.encode_batch(waves))
+    _, walls["both"] = timed(lambda: (sem.embed_batch(waves),
+                                      ac.encode_batch(waves)))
+    row = dict(base_row, dtype=dtype, load_seconds=round(load_s, 1),
+               warmup_seconds=round(warm_s, 1), **rates(audio_s, walls))
+    for name in ("w2v_bert", "dac"):
+      row[name]["percent_of_bf16_peak"] = round(
+          100 * flops[name] * row[name]["audio_hours_per_gpu_hour"] /
+          (args.peak_tflops * 1e12), 2)
+    emit(args.out, row)
+    if left() < 10:
+      continue
+    job_pass(sem, ac, book, files[:args.job_files], args.job_files, True)
+    walls = {}
+    for overlap in (False, True):
+      _, walls["job_overlap" if overlap else "job_plain"] = timed(
+          lambda: job_pass(sem, ac, book, files, args.job_files,
+                           overlap))
+    emit(args.out, dict(base_row, dtype=dtype, audio_seconds=round(job_s, 1),
+                        recordings=len(files), job_files=args.job_files,
+                        decode=decode_note, **rates(job_s, walls)))
 
 
 def compiled_role(args, role, gpu, waves, audio_s, job_s, job_waves, book,
@@ -292,13 +291,13 @@ def compiled_role(args, role, gpu, waves, audio_s, job_s, job_waves, book,
 def compiled_timings(args, role, dtype, sem, ac, waves, audio_s, job_s, files,
                      decode_note, book, base_row, left, load_s, compile_w,
                      compile_d, warm_s):
-  if True:  # pylint: disable=using-constant-test
-    walls = {}
-    emb, walls["w2v_bert"] = timed(lambda: sem.embed_batch(waves))
-    codes, walls["dac"] = timed(lambda: ac.encode_batch(waves))
-    _, walls["both"] = timed(lambda: (sem.embed_batch(waves),
-                                      ac.encode_batch(waves)))
+  walls = {}
+  emb, walls["w2v_bert"] = timed(lambda: sem.embed_batch(waves))
+  codes, walls["dac"] = timed(lambda: ac.encode_batch(waves))
+  _, walls["both"] = timed(lambda: (sem.embed_batch(waves),
+                                    ac.encode_batch(waves)))
   row = dict(base_row, dtype=dtype, compile_backend=args.compile_backend,
+             compiled_models=args.compile_models,
              compile_mode=args.compile_mode or "default",
              load_seconds=round(load_s, 1),
              compile_seconds={"w2v_bert": round(compile_w, 1),
@@ -309,9 +308,8 @@ def compiled_timings(args, role, dtype, sem, ac, waves, audio_s, job_s, files,
   if left() < 10:
     return
   if args.job_passes and left() > 20:
-    if True:  # pylint: disable=using-constant-test
-      _, wall = timed(lambda: job_pass(sem, ac, book, files, args.job_files,
-                                       True))
+    _, wall = timed(lambda: job_pass(sem, ac, book, files, args.job_files,
+                                     True))
     emit(args.out, dict(base_row, dtype=dtype, audio_seconds=round(job_s, 1),
                         recordings=len(files), job_files=args.job_files,
                         decode=decode_note,
@@ -378,6 +376,9 @@ def main():
   p.add_argument("--compile_dtypes", default="bfloat16,float32",
                  help="compiled precisions (one process each; empty: none)")
   p.add_argument("--compile_backend", default="inductor")
+  p.add_argument("--compile_models", default="w2v_bert,dac",
+                 help="the models compiled in the compiled:<dtype> processes "
+                 "(the others run eager there)")
   p.add_argument("--compile_mode", default="",
                  help="inductor mode (empty: its default)")
   p.add_argument("--job_files", type=int, default=8,
