@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import resource
 import sys
 import tempfile
 import time
@@ -84,6 +85,14 @@ def loop(paths, codebook: str, lyra_dir: str) -> float:
   return seconds
 
 
+def _cpu() -> tuple[float, float]:
+  """CPU seconds (user + system) of this process and of its reaped child
+  processes (the DirectRunner's workers)."""
+  me = resource.getrusage(resource.RUSAGE_SELF)
+  kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+
 def _job(common: list[str], out: pathlib.Path, extra: list[str]) -> None:
   tokenize_corpus.run(common + [f"--output_dir={out}"] + extra)
 
@@ -124,10 +133,11 @@ def main() -> None:
     ]
     rows = []
     for label, extra in modes:
-      walls = {}
+      walls, cpus = {}, {}
       for name in ("small", "big"):
         paths, _ = corpora[name]
         t = time.perf_counter()
+        cpu0 = _cpu()
         if extra is None:
           loop(paths, codebook, lyra_dir)
         else:
@@ -135,23 +145,32 @@ def main() -> None:
                     f"--lyra_dir={lyra_dir}", "--num_shards=8"]
           _job(common, tmp / f"out-{len(rows)}-{name}", extra)
         walls[name] = time.perf_counter() - t
+        cpus[name] = [b - a for a, b in zip(cpu0, _cpu())]
       (_, small_s), (_, big_s) = corpora["small"], corpora["big"]
       steady = (big_s - small_s) / (walls["big"] - walls["small"])
       startup = max(0.0, walls["small"] - small_s / steady)
+      # CPU seconds per audio second in the steady part (this process, its
+      # workers): on idle cores, N workers reach N x the loop's rate only if
+      # this stays the loop's.
+      steady_cpu = [(b - a) / (big_s - small_s)
+                    for a, b in zip(cpus["small"], cpus["big"])]
       rows.append((label, big_s / walls["big"], steady, startup,
-                   walls["big"]))
+                   walls["big"], steady_cpu))
   files, secs = len(corpora["big"][0]), corpora["big"][1]
   print(f"\n{files} files, {secs:.0f} s of audio (start-up measured on "
         f"{len(corpora['small'][0])} files); {os.cpu_count()} CPU cores, load "
         f"average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
   print(f"{'mode':45s} {'whole run':>10} {'steady':>8} {'start-up':>9} "
-        f"{'share':>6}  ratio to loop (whole / steady)")
+        f"{'share':>6}  {'ratio to loop':>13}  CPU s per audio s "
+        "(main + workers)")
   base_whole, base_steady = rows[0][1], rows[0][2]
-  for label, whole, steady, startup, wall in rows:
+  for label, whole, steady, startup, wall, cpu in rows:
     print(f"{label:45s} {whole:10.1f} {steady:8.1f} {startup:8.1f}s "
-          f"{100 * startup / wall:5.1f}%  {whole / base_whole:.2f} / "
-          f"{steady / base_steady:.2f}")
-  print("(audio s per wall s; start-up: the fixed cost of a run)")
+          f"{100 * startup / wall:5.1f}%  {whole / base_whole:5.2f} / "
+          f"{steady / base_steady:5.2f}  {cpu[0]:.4f} + {cpu[1]:.4f}")
+  print("(audio s per wall s; ratio: whole run / steady; start-up: the fixed "
+        "cost of a run; CPU: steady part, this process + reaped workers)")
+  print(f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

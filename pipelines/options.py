@@ -216,6 +216,37 @@ def runs_in_process(options) -> bool:
   return runner is None or str(runner).lower() in _IN_PROCESS
 
 
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "TF_NUM_INTRAOP_THREADS")
+
+
+@contextlib.contextmanager
+def worker_threads(options, cpu_count: Optional[int] = None):
+  """Local multi-process runs: each worker process computes on
+  ``cores // workers`` threads (BLAS, OpenMP and so torch, TensorFlow's
+  intra-op pool), so N workers do not each start a pool of every core and
+  oversubscribe them. Only variables the user left unset are set, for the
+  run (worker processes inherit them at their start)."""
+  from apache_beam.options.pipeline_options import DirectOptions  # pylint: disable=g-import-not-at-top
+
+  direct = options.view_as(DirectOptions)
+  cores = cpu_count or os.cpu_count() or 1
+  workers = int(direct.direct_num_workers)
+  workers = cores if workers == 0 else workers  # Beam's 0: one per core
+  if (not runs_in_process(options) or workers <= 1 or
+      direct.direct_running_mode != "multi_processing"):
+    yield {}
+    return
+  per = str(max(1, cores // workers))
+  added = {v: per for v in _THREAD_VARS if v not in os.environ}
+  os.environ.update(added)
+  try:
+    yield added
+  finally:
+    for v in added:
+      os.environ.pop(v, None)
+
+
 def make_pipeline(options):
   """A ``beam.Pipeline``; local runs on the in-process FnApiRunner.
 

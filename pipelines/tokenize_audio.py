@@ -8,11 +8,14 @@ tagged output :data:`reporting.DEAD`.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
-from typing import Sequence
+import os
+from typing import Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.utils import windowed_value
 import numpy as np
 
 from audiolm_t5x import contract
@@ -59,11 +62,21 @@ class TokenizeFn(beam.DoFn):
   ``embed_batch`` / ``encode_batch``). Inputs longer than ``stream_seconds``
   are streamed block by block when both backends stream, so memory stays
   bounded on hour-long recordings.
+
+  Overlap (``overlap``; default: on when a backend runs on a GPU): the two
+  models run on one background thread while the worker's thread decodes the
+  next batch (its files on up to ``decode_threads`` threads) and turns the
+  previous batch's output into records (k-means, validation, counters). A
+  batch's records are thus emitted one ``process`` call later, the last ones
+  in ``finish_bundle``, in their own window; what is emitted is the same.
   """
 
   def __init__(self, spec: TokenizerSpec, *, stream_seconds: float = 300.0,
-               reject_silence: bool = True):
+               reject_silence: bool = True, overlap: Optional[bool] = None,
+               decode_threads: int = 4):
     self._spec = spec
+    self._overlap_opt = overlap
+    self._decode_threads = max(1, decode_threads)
     self._stream_samples = int(stream_seconds * audio.constants.SAMPLE_RATE)
     self._reject_silence = reject_silence
     self._c = {n: _counter(n) for n in (
@@ -81,6 +94,21 @@ class TokenizeFn(beam.DoFn):
       raise base.TokenizerError(
           f"codebook {self._spec.codebook} has dim {self._book.dim}, but the "
           f"{self._sem.name} embedder gives {self._sem.dim}")
+    self._overlap = (self._overlap_opt if self._overlap_opt is not None
+                     else on_accelerator(self._sem) or
+                     on_accelerator(self._ac))
+    self._models_pool = self._decode_pool = None
+    self._inflight = None  # (pending, window, timestamp, future)
+    if self._overlap:
+      self._models_pool = concurrent.futures.ThreadPoolExecutor(1)
+      threads = min(self._decode_threads, os.cpu_count() or 1)
+      if threads > 1:
+        self._decode_pool = concurrent.futures.ThreadPoolExecutor(threads)
+
+  def teardown(self):
+    for pool in (self._models_pool, self._decode_pool):
+      if pool is not None:
+        pool.shutdown(wait=True)
 
   def _dead(self, item: corpus_lib.WorkItem, step: str, reason: str):
     self._c["failed"].inc()
@@ -154,65 +182,135 @@ class TokenizeFn(beam.DoFn):
     return self._record(item, total, np.concatenate(emb),
                         np.concatenate(codes), audio.level_flags(stats_list))
 
-  def process(self, batch: Sequence[corpus_lib.WorkItem]):
-    pending = []  # (item, waveform, level flags)
-    for item in batch:
-      try:
-        if self._can_stream and self._size(item) > self._stream_samples:
-          yield self._stream(item)
-          continue
-        stats_list: list[audio.AudioStats] = []
-        blocks = list(self._blocks(item, stats_list))
-        wave = (np.concatenate(blocks) if blocks else
-                np.zeros([0], np.float32))
-        for s in stats_list:
-          self._note(s)
-        audio.check_usable(wave, reject_silence=self._reject_silence)
-        pending.append((item, wave, audio.level_flags(stats_list)))
-      except audio.FormatMismatchError as e:
-        self._c["suffix_mismatch"].inc()
-        yield self._dead(item, "format", str(e))
-      except audio.AudioError as e:
-        yield self._dead(item, "decode", str(e))
-      except contract.MalformedRecordError as e:
-        yield self._dead(item, "validate", str(e))
-      except Exception as e:  # pylint: disable=broad-except
-        yield self._dead(item, "tokenize", f"{type(e).__name__}: {e}")
-    if not pending:
-      return
-    waves = [w for _, w, _ in pending]
+  def _failure(self, item, e: Exception):
+    """The dead letter of an input that failed before or after the models."""
+    if isinstance(e, audio.FormatMismatchError):
+      self._c["suffix_mismatch"].inc()
+      return self._dead(item, "format", str(e))
+    if isinstance(e, audio.AudioError):
+      return self._dead(item, "decode", str(e))
+    if isinstance(e, contract.MalformedRecordError):
+      return self._dead(item, "validate", str(e))
+    return self._dead(item, "tokenize", f"{type(e).__name__}: {e}")
+
+  def _decode(self, item):
+    """(waveform, stats of a complete read, exception) of one input
+    (thread-safe: the caller counts)."""
+    stats_list: list[audio.AudioStats] = []
+    read = []
     try:
-      embs = self._sem.embed_batch(waves)
-      codes = self._ac.encode_batch(waves)
+      blocks = list(self._blocks(item, stats_list))
+      read = stats_list
+      wave = (np.concatenate(blocks) if blocks else
+              np.zeros([0], np.float32))
+      audio.check_usable(wave, reject_silence=self._reject_silence)
+      return wave, read, None
+    except Exception as e:  # pylint: disable=broad-except
+      return None, read, e
+
+  def _models(self, waves):
+    """Both models on a batch; per input its (embeddings, codes), or the
+    exception of an input that fails alone."""
+    try:
+      return list(zip(self._sem.embed_batch(waves),
+                      self._ac.encode_batch(waves)))
     except Exception:  # pylint: disable=broad-except
       # Isolate the failing input: redo one by one.
-      embs, codes = [], []
+      out = []
       for w in waves:
         try:
-          embs.append(self._sem.embed(w))
-          codes.append(self._ac.encode(w))
+          out.append((self._sem.embed(w), self._ac.encode(w)))
         except Exception as e:  # pylint: disable=broad-except
-          embs.append(e)
-          codes.append(e)
-    for (item, wave, flags), e, c in zip(pending, embs, codes):
+          out.append((e, e))
+      return out
+
+  def _emit(self, pending, outputs):
+    for (item, wave, flags), (e, c) in zip(pending, outputs):
       if isinstance(e, Exception):
         yield self._dead(item, "tokenize", f"{type(e).__name__}: {e}")
         continue
       try:
         yield self._record(item, wave.shape[0], self._book.quantize(e), c,
                            flags)
-      except contract.MalformedRecordError as err:
-        yield self._dead(item, "validate", str(err))
       except Exception as err:  # pylint: disable=broad-except
-        yield self._dead(item, "tokenize", f"{type(err).__name__}: {err}")
+        yield self._failure(item, err)
+
+  def _collect(self):
+    """The in-flight batch's outputs (waits for the models)."""
+    pending, win, ts, future = self._inflight
+    self._inflight = None
+    return pending, win, ts, future.result()
+
+  def process(self, batch: Sequence[corpus_lib.WorkItem],
+              win=beam.DoFn.WindowParam, ts=beam.DoFn.TimestampParam):
+    pending = []  # (item, waveform, level flags)
+    whole = []
+    for item in batch:
+      if self._can_stream and self._size(item) > self._stream_samples:
+        try:
+          yield self._stream(item)
+        except Exception as e:  # pylint: disable=broad-except
+          yield self._failure(item, e)
+        continue
+      whole.append(item)
+    decoded = (list(self._decode_pool.map(self._decode, whole))
+               if self._decode_pool is not None and len(whole) > 1
+               else [self._decode(item) for item in whole])
+    for item, (wave, stats_list, error) in zip(whole, decoded):
+      for s in stats_list:
+        self._note(s)
+      if error is not None:
+        yield self._failure(item, error)
+        continue
+      pending.append((item, wave, audio.level_flags(stats_list)))
+    if not self._overlap:
+      if pending:
+        yield from self._emit(pending, self._models([w for _, w, _ in pending]))
+      return
+    # Overlapped: start this batch's models, then emit the previous batch
+    # (its window may differ from this one's).
+    previous = self._collect() if self._inflight is not None else None
+    if pending:
+      self._inflight = (pending, win, ts, self._models_pool.submit(
+          self._models, [w for _, w, _ in pending]))
+    if previous is not None:
+      p_pending, p_win, p_ts, outputs = previous
+      for out in self._emit(p_pending, outputs):
+        yield _in_window(out, p_win, p_ts, same=(p_win, p_ts) == (win, ts))
+
+  def finish_bundle(self):
+    if self._inflight is not None:
+      pending, win, ts, outputs = self._collect()
+      for out in self._emit(pending, outputs):
+        yield _in_window(out, win, ts, same=False)
+
+
+def on_accelerator(backend) -> bool:
+  """Whether a loaded backend runs its model on a GPU (torch backends)."""
+  device = getattr(backend, "_device", None)
+  return getattr(device, "type", "cpu") == "cuda"
+
+
+def _in_window(out, win, ts, *, same: bool):
+  """``out`` (a value or TaggedOutput) as emitted from another call than
+  its input's: in ``win`` at ``ts`` (kept as is when that is the current
+  call's own window)."""
+  if same:
+    return out
+  if isinstance(out, beam.pvalue.TaggedOutput):
+    return beam.pvalue.TaggedOutput(out.tag, windowed_value.WindowedValue(
+        out.value, ts, [win]))
+  return windowed_value.WindowedValue(out, ts, [win])
 
 
 class TokenizeAudio(beam.PTransform):
   """WorkItems -> (TokenRecords, dead letters)."""
 
   def __init__(self, *, spec: TokenizerSpec, batch_size: int = 8,
-               stream_seconds: float = 300.0, reject_silence: bool = True):
+               stream_seconds: float = 300.0, reject_silence: bool = True,
+               overlap: Optional[bool] = None):
     super().__init__()
+    self._overlap = overlap
     self._spec = spec
     self._batch_size = batch_size
     self._stream_seconds = stream_seconds
@@ -222,11 +320,15 @@ class TokenizeAudio(beam.PTransform):
     out = (
         items
         | "Spread" >> beam.Reshuffle()
-        | "Batch" >> beam.BatchElements(min_batch_size=1,
+        # Full batches: BatchElements' adaptive sizing starts at one input
+        # per batch and grows per bundle, which left batches of 1-2 inputs
+        # (measured on the DirectRunner), too few for batched models.
+        | "Batch" >> beam.BatchElements(min_batch_size=self._batch_size,
                                         max_batch_size=self._batch_size)
         | "Tokenize" >> beam.ParDo(TokenizeFn(
             self._spec, stream_seconds=self._stream_seconds,
-            reject_silence=self._reject_silence)).with_outputs(
+            reject_silence=self._reject_silence,
+            overlap=self._overlap)).with_outputs(
                 DEAD, main="records"))
     return out.records, out[DEAD]
 

@@ -265,7 +265,7 @@ def run(argv: Optional[Sequence[str]] = None, *,
       build_pipeline(p, args, command=command, prepared=prepared,
                      progress_dir=folder)
       with (progress.ProgressPrinter(folder, total=audio_inputs) if folder
-            else contextlib.nullcontext()):
+            else contextlib.nullcontext()), options_lib.worker_threads(opts):
         result = p.run()
         result.wait_until_finish()
   return print_summary(args.output_dir, result,

@@ -136,6 +136,27 @@ def test_local_runs_use_the_in_process_runner(monkeypatch):
   assert loud["default_sdk_harness_log_level"] is None
 
 
+def test_multi_process_workers_split_the_cores(monkeypatch):
+  """N local worker processes compute on cores // N threads each (unset
+  variables only, for the run); other runs are left alone."""
+  for v in options_lib._THREAD_VARS:  # pylint: disable=protected-access
+    monkeypatch.delenv(v, raising=False)
+  monkeypatch.setenv("MKL_NUM_THREADS", "3")  # the user's choice stays
+  opts = options_lib.pipeline_options([
+      "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+  with options_lib.worker_threads(opts, cpu_count=8) as added:
+    assert os.environ["OMP_NUM_THREADS"] == "4"
+    assert os.environ["TF_NUM_INTRAOP_THREADS"] == "4"
+    assert os.environ["MKL_NUM_THREADS"] == "3"
+  assert "MKL_NUM_THREADS" not in added and "OMP_NUM_THREADS" not in os.environ
+  for flags in ([], ["--direct_num_workers=2"],
+                ["--runner=DataflowRunner", "--direct_num_workers=2",
+                 "--direct_running_mode=multi_processing"]):
+    with options_lib.worker_threads(options_lib.pipeline_options(flags),
+                                    cpu_count=8) as added:
+      assert added == {} and "OMP_NUM_THREADS" not in os.environ, flags
+
+
 def test_input_errors_say_what_to_change(capsys, tmp_path, corpus, archives):
   out = f"--output={tmp_path / 'k.npz'}"
   msg = _error(fit_kmeans.main, [f"--input_dir={tmp_path / 'nope'}", out],

@@ -58,6 +58,18 @@ def test_bucket_lengths_and_batches():
       pad_to=lambda n: 50 if n <= 50 else 100) == [[1, 3], [5, 2, 4], [0]]
 
 
+def test_compiled_batches_pad_rows_to_quarters(models):
+  """A compiled bucket has at most four row counts: a part-filled batch is
+  padded to the next quarter of the bucket's most rows, not to all of them."""
+  tok = base.make_acoustic_tokenizer("dac", model=models["dac"], compile=True,
+                                     batch_size=64, batch_seconds=1920.0)
+  padded = 30 * 16000  # 30 s: 64 rows fit batch_seconds
+  assert [tok._compiled_rows(n, padded, True)  # pylint: disable=protected-access
+          for n in (1, 16, 17, 48, 49, 64)] == [16, 16, 32, 48, 64, 64]
+  assert tok._compiled_rows(1, padded, False) == 1  # pylint: disable=protected-access
+  assert tok._compiled_rows(3, 2 * padded, True) == 8  # 32 rows fit  # pylint: disable=protected-access
+
+
 def test_device_features_equal_host_features(models):
   """The torch filterbank (float64) against numpy's and the extractor's:
   within 5e-4 absolute (the stated tolerance), 2e-5 on average."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -120,6 +121,42 @@ def test_tokenize_audio_with_fake_backends(sample, codebook, fake_backends):
                 equal_to([(f"9003-5-{i:04d}", True) for i in range(3)]),
                 label="records")
     assert_that(dead, equal_to([]), label="dead")
+
+
+def test_overlapped_tokenize_emits_what_the_plain_one_does(
+    sample, codebook, fake_backends, tmp_path):
+  """overlap=True (models on a background thread, a batch's records emitted
+  one call later or in finish_bundle) gives the records and dead letters of
+  overlap=False; an undecodable file still becomes a dead letter."""
+  (tmp_path / "bad.flac").write_bytes(b"not audio")
+  spec = tokenize_audio.TokenizerSpec(semantic="test_energy", codebook=codebook,
+                                      acoustic="test_levels")
+  got = {}
+  for overlap in (False, True):
+    out = str(tmp_path / f"out{int(overlap)}")
+    with TestPipeline() as p:
+      items, _ = p | read_corpus.ReadCorpus(input_dir=str(sample),
+                                           splits=["dev-clean"])
+      bad = items | beam.combiners.Sample.FixedSizeGlobally(1) | beam.FlatMap(
+          lambda its: [dataclasses.replace(
+              its[0], id="bad", parts=(dataclasses.replace(
+                  its[0].parts[0], path=str(tmp_path / "bad.flac"),
+                  data=None),))])
+      records, dead = ((items, bad) | "All" >> beam.Flatten()
+                       | tokenize_audio.TokenizeAudio(
+                           spec=spec, batch_size=2, overlap=overlap))
+      _ = ((records | "R" >> beam.Map(lambda r: (
+          "rec", r.id, r.semantic_tokens.tolist(),
+          r.acoustic_tokens.tolist())),
+            dead | "D" >> beam.Map(lambda d: ("dead", d.id, d.step)))
+           | "Out" >> beam.Flatten() | beam.Map(json.dumps)
+           | beam.io.WriteToText(out))
+    got[overlap] = sorted(tuple(json.loads(line)[:2]) + (line,)
+                          for f in sorted(tmp_path.glob(f"out{int(overlap)}*"))
+                          for line in f.read_text().splitlines())
+  assert got[True] == got[False]
+  assert [g[:2] for g in got[True]] == [("dead", "bad")] + [
+      ("rec", f"9003-5-{i:04d}") for i in range(3)]
 
 
 def test_write_token_shards_sorts_and_commits(tmp_path):

@@ -101,8 +101,25 @@ class DacTokenizer(torch_backend.AcousticBackend):
       codes.append(indices)
     return torch.stack(codes, dim=2)
 
+  def _prepare_all(self, waveforms, frames):
+    """On CUDA: the waveforms as device tensors, from one pinned,
+    asynchronous copy of all of them (batches are then padded on the device,
+    with no host-side padding or per-batch pinning)."""
+    if self._device.type != "cuda":
+      return super()._prepare_all(waveforms, frames)
+    todo = [i for i, t in enumerate(frames) if t]
+    units = [np.zeros((0,), np.float32) for _ in waveforms]
+    if todo:
+      flat = self._to_device(np.concatenate([waveforms[i] for i in todo]))
+      start = 0
+      for i in todo:
+        units[i] = flat[start:start + len(waveforms[i])]
+        start += len(waveforms[i])
+    return units
+
   def _forward(self, inputs, padded, batched):
-    rows = self._rows(padded, batched) if self.options.compile else None
+    rows = (self._compiled_rows(len(inputs), padded, batched)
+            if self.options.compile else None)
     values, _, valid, lengths = self._pad(inputs, padded, rows)
     codes = self._compiled(values, valid)
     return self._fetch(codes, [self._num_codes(n) for n in lengths])

@@ -14,8 +14,8 @@ frames). This module does the rest:
 * **Batches at fixed shapes**: windows (``windowing.py``) are padded to one of
   a few bucket lengths (``buckets``, seconds), so that shapes repeat: cuDNN's
   plans, the allocator's blocks and, with ``compile=true``, the compiled
-  graphs (``torch.compile``, one per bucket; batches are then also padded to
-  the bucket's fixed row count) are reused. Padding is masked exactly, so a
+  graphs (``torch.compile``, one per bucket and row count; batch rows are
+  then padded to quarters of the bucket's most rows) are reused. Padding is masked exactly, so a
   bucketed batch gives each input what it gives alone (tests).
 * **Transfers**: inputs go to the device from pinned host memory with
   asynchronous copies; outputs come back on a side stream into pinned memory,
@@ -137,10 +137,14 @@ class TorchOptions(base.Options):
       smallest that holds them; longer ones to whole seconds); empty: pad to
       each batch's longest window; null (default): 5, 10, 20, 30 on CUDA and
       none on a CPU (where fixed shapes buy nothing and padding costs).
-    compile: ``torch.compile`` the forward pass, one graph per bucket
-      (batches then also padded to a fixed count per bucket).
+    compile: ``torch.compile`` the forward pass, one graph per bucket and
+      row count (batches then padded to a quarter of the bucket's most rows:
+      at most four graphs per bucket).
     compile_backend: torch.compile's backend (``inductor``: generated
       kernels; ``cudagraphs``; ``aot_eager``: graph capture only).
+    compile_mode: inductor's mode (null: its default; ``reduce-overhead``:
+      also CUDA graphs; ``max-autotune-no-cudagraphs``: tuned kernels, a
+      much longer first batch per bucket).
   """
 
   model: Optional[str] = None
@@ -157,6 +161,7 @@ class TorchOptions(base.Options):
   buckets: Optional[tuple[float, ...]] = None
   compile: bool = False
   compile_backend: str = "inductor"
+  compile_mode: Optional[str] = None
 
   def __post_init__(self):
     if self.device not in DEVICES and not re.fullmatch(r"cuda:\d+",
@@ -329,7 +334,8 @@ class TorchBackend:
       torch._dynamo.config.cache_size_limit = max(  # pylint: disable=protected-access
           torch._dynamo.config.cache_size_limit, 64)  # pylint: disable=protected-access
       self._compiled = torch.compile(self._compute, dynamic=False,
-                                     backend=self.options.compile_backend)
+                                     backend=self.options.compile_backend,
+                                     mode=self.options.compile_mode)
     else:
       self._compiled = self._compute
 
@@ -375,10 +381,19 @@ class TorchBackend:
     return max(1, int(self.batch_seconds * self._units_per_second()))
 
   def _rows(self, padded: int, batched: bool) -> int:
-    """Windows per batch of a bucket (the fixed row count when compiled)."""
+    """Windows per batch of a bucket (the most rows when compiled)."""
     if not batched:
       return 1
     return max(1, min(self.batch_size, self._max_units() // padded))
+
+  def _compiled_rows(self, count: int, padded: int, batched: bool) -> int:
+    """Rows of a compiled batch of ``count`` windows: rounded up to a
+    quarter of the bucket's most rows, so a bucket has at most four graphs
+    and a part-filled batch (the last of a call) pays at most a quarter of a
+    full one in padding rows."""
+    most = self._rows(padded, batched)
+    step = max(1, -(-most // 4))
+    return min(most, -(-count // step) * step)
 
   def _run(self, units: Sequence, batched: bool) -> list[Optional[np.ndarray]]:
     """Model frames of each unit array (windowed; batched or one by one)."""
