@@ -468,14 +468,17 @@ TEST_DECODE_TOKENS = 48
 
 @needs_t5x
 @pytest.mark.parametrize("stage,then", [("semantic", "resume"),
-                                        ("coarse", "evaluate"), ("fine", "")])
+                                        ("coarse", "evaluate"),
+                                        ("fine", "recipe")])
 def test_tiny_stage_trains_and_samples(stage, then, tokenized_dataset,
-                                       tmp_path):
+                                       tmp_path, request):
   """T5X's train and infer binaries on the tokenization job's records.
 
   Trains the tiny model 2 steps (with a validation evaluation); then resumes
   from checkpoint_2 to step 3 (stage 1) or evaluates checkpoint_2 alone with
-  runs/eval.gin (stage 2); then samples with the stage's infer gin.
+  runs/eval.gin (stage 2); then samples with the stage's infer gin. Stage 3
+  samples the checkpoint the speech recipe's stage 7 trained with the same
+  binary (``tiny_checkpoints``), which spares CI a third training run.
   """
   from audiolm_t5x import contract  # pylint: disable=g-import-not-at-top
   audiolm = _task_constants()
@@ -490,10 +493,15 @@ def test_tiny_stage_trains_and_samples(stage, then, tokenized_dataset,
            f"--gin.MODEL_DIR='{model_dir}'"]
   short = [f"--gin_file={tmp_path / 'test_run.gin'}"]
 
-  log = _run_t5x("train", train + short + ["--gin.TRAIN_STEPS=2"], env)
-  assert (model_dir / "checkpoint_2").is_dir(), log[-3000:]
-  assert "cross_ent_loss" in log, log[-3000:]
   step = 2
+  checkpoint = model_dir / f"checkpoint_{step}"
+  if then == "recipe":
+    checkpoint = pathlib.Path(request.getfixturevalue("tiny_checkpoints")[stage])
+    assert checkpoint.name == f"checkpoint_{step}", checkpoint
+  else:
+    log = _run_t5x("train", train + short + ["--gin.TRAIN_STEPS=2"], env)
+    assert checkpoint.is_dir(), log[-3000:]
+    assert "cross_ent_loss" in log, log[-3000:]
   if then == "evaluate":  # restores checkpoint_2, evaluates, trains nothing
     log = _run_t5x("train", train + [
         "--gin_file=runs/eval.gin", f"--gin_file={tmp_path / 'test_eval.gin'}",
@@ -508,11 +516,11 @@ def test_tiny_stage_trains_and_samples(stage, then, tokenized_dataset,
     assert "Found 2 checkpoint steps" in log or "checkpoint_2" in log, (
         log[-3000:])
     assert "Initializing parameters from scratch" not in log, log[-3000:]
-    step = 3
+    checkpoint = model_dir / "checkpoint_3"
 
   out_dir = tmp_path / "samples"
   infer = [f"--gin_file=infer/{stage}.gin", "--gin_file=models/tiny.gin",
-           f"--gin.CHECKPOINT_PATH='{model_dir / f'checkpoint_{step}'}'",
+           f"--gin.CHECKPOINT_PATH='{checkpoint}'",
            f"--gin.INFER_OUTPUT_DIR='{out_dir}'",
            "--gin.utils.DatasetConfig.batch_size=2"]
   # Stage 1 continues the registered prompt task's 3 s prompts to 10 s, with
