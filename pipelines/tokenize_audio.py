@@ -95,8 +95,8 @@ class TokenizeFn(beam.DoFn):
           f"codebook {self._spec.codebook} has dim {self._book.dim}, but the "
           f"{self._sem.name} embedder gives {self._sem.dim}")
     self._overlap = (self._overlap_opt if self._overlap_opt is not None
-                     else on_accelerator(self._sem) or
-                     on_accelerator(self._ac))
+                     else self._sem.on_accelerator or
+                     self._ac.on_accelerator)
     self._models_pool = self._decode_pool = None
     self._inflight = None  # (pending, window, timestamp, future)
     if self._overlap:
@@ -283,12 +283,6 @@ class TokenizeFn(beam.DoFn):
       pending, win, ts, outputs = self._collect()
       for out in self._emit(pending, outputs):
         yield _in_window(out, win, ts, same=False)
-
-
-def on_accelerator(backend) -> bool:
-  """Whether a loaded backend runs its model on a GPU (torch backends)."""
-  device = getattr(backend, "_device", None)
-  return getattr(device, "type", "cpu") == "cuda"
 
 
 def _in_window(out, win, ts, *, same: bool):

@@ -204,6 +204,12 @@ class _Backend(abc.ABC):
   def fingerprint(self) -> str:
     return self.info()["fingerprint"]
 
+  @property
+  def on_accelerator(self) -> bool:
+    """Whether the loaded model runs on a GPU (the job then overlaps its
+    decoding with the model's work)."""
+    return False
+
 
 class SemanticEmbedder(_Backend):
   """16 kHz waveform -> [T_s, D] float32 embeddings at 25 Hz."""

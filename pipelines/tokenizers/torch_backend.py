@@ -308,6 +308,11 @@ class TorchBackend:
 
   # --- Loading ----------------------------------------------------------------
 
+  @property
+  def on_accelerator(self) -> bool:
+    device = getattr(self, "_device", None)
+    return getattr(device, "type", "cpu") == "cuda"
+
   def load(self) -> None:
     if self._model is not None:
       return
