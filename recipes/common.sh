@@ -59,11 +59,6 @@ init_stages() {
 
 commas() { local IFS=,; echo "$*"; }
 
-module_exists() {  # MODULE: importable by $PYTHON (without importing it)
-  "$PYTHON" -c 'import importlib.util as u, sys; sys.exit(0 if u.find_spec(sys.argv[1]) else 1)' \
-    "$1" 2>/dev/null
-}
-
 begin_stage() {  # N NAME WHAT OUTPUTS
   local n=$1 name=$2
   ((n >= stage && n <= stop_stage)) || return 1

@@ -231,79 +231,59 @@ fi
 # --- 8. generate -----------------------------------------------------------------
 if begin_stage 8 generate "continue ${PROMPT_SECONDS} s prompts of $PROMPT_SPLIT to ${CONTINUATION_SECONDS} s through the three stages" \
     "$GENERATED (WAV, tokens, settings per prompt)"; then
-  if module_exists "$GENERATE_MODULE"; then
-    load_corpus 8
-    step="$(checkpoint_step)"
-    GIN_FLAGS=()
-    for g in "${MODEL_GINS[@]}"; do GIN_FLAGS+=(--gin_file="$g"); done
-    AUDIOLM_DATA_DIR="$TOKENS" run "$PYTHON" -m "$GENERATE_MODULE" \
-      --prompts="$CORPUS_TREE/$PROMPT_SPLIT" --output_dir="$GENERATED" \
-      --mode=continuation \
-      --semantic_checkpoint="$MODELS/semantic/checkpoint_$step" \
-      --coarse_checkpoint="$MODELS/coarse/checkpoint_$step" \
-      --fine_checkpoint="$MODELS/fine/checkpoint_$step" "${GIN_FLAGS[@]}" \
-      --prompt_seconds="$PROMPT_SECONDS" --seconds="$CONTINUATION_SECONDS" \
-      --num_samples="$NUM_PROMPTS_SAMPLES" --kmeans="$CODEBOOK" \
-      "${SEMANTIC_FLAGS[@]}" "${ACOUSTIC_FLAGS[@]}" "${GENERATE_BEAM_ARGS[@]}" \
-      "${GENERATE_EXTRA_ARGS[@]}"
-    end_stage "$GENERATED"
-  else
-    echo "   $GENERATE_MODULE is not in this installation (issue 8): stage 8 skipped, not marked done"
-  fi
+  load_corpus 8
+  step="$(checkpoint_step)"
+  GIN_FLAGS=()
+  for g in "${MODEL_GINS[@]}"; do GIN_FLAGS+=(--gin_file="$g"); done
+  AUDIOLM_DATA_DIR="$TOKENS" run "$PYTHON" -m "$GENERATE_MODULE" \
+    --prompts="$CORPUS_TREE/$PROMPT_SPLIT" --output_dir="$GENERATED" \
+    --mode=continuation \
+    --semantic_checkpoint="$MODELS/semantic/checkpoint_$step" \
+    --coarse_checkpoint="$MODELS/coarse/checkpoint_$step" \
+    --fine_checkpoint="$MODELS/fine/checkpoint_$step" "${GIN_FLAGS[@]}" \
+    --prompt_seconds="$PROMPT_SECONDS" --seconds="$CONTINUATION_SECONDS" \
+    --num_samples="$NUM_PROMPTS_SAMPLES" --kmeans="$CODEBOOK" \
+    "${SEMANTIC_FLAGS[@]}" "${ACOUSTIC_FLAGS[@]}" "${GENERATE_BEAM_ARGS[@]}" \
+    "${GENERATE_EXTRA_ARGS[@]}"
+  end_stage "$GENERATED"
 fi
 
 # --- 9. evaluate -----------------------------------------------------------------
 if begin_stage 9 evaluate "token quality, continuations, LM pair scores, synthetic-speech detector" \
     "$EVAL/{tokens,continuations,lm_scores,detector}"; then
   load_corpus 9
-  ran=()
-  missing=()
   # The codec of the tokenization, as evaluate_tokens' --codec NAME:K=V,...
   codec="$ACOUSTIC_BACKEND"
   ((${#ACOUSTIC_OPTIONS[@]} == 0)) || codec+=":$(IFS=,; echo "${ACOUSTIC_OPTIONS[*]}")"
   LYRA_FLAGS=()
   [[ "$ACOUSTIC_BACKEND" != lyra || -z "$LYRA_DIR" ]] || LYRA_FLAGS=(--lyra_dir="$LYRA_DIR")
-  if module_exists "$EVALUATE_TOKENS_MODULE"; then
-    run "$PYTHON" -m "$EVALUATE_TOKENS_MODULE" \
-      --audio_dir="$CORPUS_TREE/$PROMPT_SPLIT" --codec="$codec" \
-      --output_dir="$EVAL/tokens" "${LYRA_FLAGS[@]}" "${BEAM_ARGS[@]}" \
-      "${EVALUATE_TOKENS_ARGS[@]}"
-    ran+=("$EVAL/tokens")
-  else missing+=("$EVALUATE_TOKENS_MODULE"); fi
-  if module_exists "$EVALUATE_CONTINUATIONS_MODULE"; then
-    run "$PYTHON" -m "$EVALUATE_CONTINUATIONS_MODULE" --generated="$GENERATED" \
-      --output_dir="$EVAL/continuations" "${BEAM_ARGS[@]}" \
-      "${EVALUATE_CONTINUATIONS_ARGS[@]}"
-    ran+=("$EVAL/continuations")
-  else missing+=("$EVALUATE_CONTINUATIONS_MODULE"); fi
-  if module_exists "$LM_SCORES_MODULE"; then
-    # score_lm_pairs' --gin_file replaces its default gins: name them too.
-    LM_GIN_FLAGS=(--gin_file=models/audiolm_decoder.gin --gin_file=stages/semantic.gin)
-    for g in "${MODEL_GINS[@]}"; do LM_GIN_FLAGS+=(--gin_file="$g"); done
-    if [[ -n "$LM_SCORES_DATA" ]]; then LM_DATA_FLAGS=(--data_dir="$LM_SCORES_DATA")
-    else LM_DATA_FLAGS=(--data_dir="$EVAL/lm_smoke_set" --make_smoke_set); fi
-    run "$PYTHON" -m "$LM_SCORES_MODULE" "${LM_DATA_FLAGS[@]}" \
-      --checkpoint="$MODELS/semantic/checkpoint_$(checkpoint_step)" \
-      --kmeans="$CODEBOOK" "${SEMANTIC_FLAGS[@]}" "${LM_GIN_FLAGS[@]}" \
-      --output_dir="$EVAL/lm_scores" "${LM_SCORES_ARGS[@]}"
-    ran+=("$EVAL/lm_scores")
-  else missing+=("$LM_SCORES_MODULE"); fi
-  if module_exists "$DETECTOR_MODULE"; then
-    CODEC_NEG_FLAGS=()
-    if [[ "$DETECTOR_CODEC_NEGATIVES" == true ]]; then
-      CODEC_NEG_FLAGS=(--codec_backend="$ACOUSTIC_BACKEND")
-      for o in "${ACOUSTIC_OPTIONS[@]}"; do CODEC_NEG_FLAGS+=(--acoustic_option="$o"); done
-      [[ "$ACOUSTIC_BACKEND" != lyra || -z "$LYRA_DIR" ]] \
-        || CODEC_NEG_FLAGS+=(--acoustic_option=model_dir="$LYRA_DIR")
-    fi
-    run "$PYTHON" -m "$DETECTOR_MODULE" --real="$CORPUS_TREE/$PROMPT_SPLIT" \
-      --generated="$GENERATED" --output_dir="$EVAL/detector" \
-      "${CODEC_NEG_FLAGS[@]}" "${DETECTOR_ARGS[@]}"
-    ran+=("$EVAL/detector")
-  else missing+=("$DETECTOR_MODULE"); fi
-  ((${#missing[@]} == 0)) || echo "   not in this installation (issues 9, 10): ${missing[*]}"
-  if ((${#ran[@]})); then end_stage "${ran[*]}"
-  else echo "   no evaluation command exists yet: stage 9 skipped, not marked done"; fi
+  run "$PYTHON" -m "$EVALUATE_TOKENS_MODULE" \
+    --audio_dir="$CORPUS_TREE/$PROMPT_SPLIT" --codec="$codec" \
+    --output_dir="$EVAL/tokens" "${LYRA_FLAGS[@]}" "${BEAM_ARGS[@]}" \
+    "${EVALUATE_TOKENS_ARGS[@]}"
+  run "$PYTHON" -m "$EVALUATE_CONTINUATIONS_MODULE" --generated="$GENERATED" \
+    --output_dir="$EVAL/continuations" "${BEAM_ARGS[@]}" \
+    "${EVALUATE_CONTINUATIONS_ARGS[@]}"
+  # score_lm_pairs' --gin_file replaces its default gins: name them too.
+  LM_GIN_FLAGS=(--gin_file=models/audiolm_decoder.gin --gin_file=stages/semantic.gin)
+  for g in "${MODEL_GINS[@]}"; do LM_GIN_FLAGS+=(--gin_file="$g"); done
+  if [[ -n "$LM_SCORES_DATA" ]]; then LM_DATA_FLAGS=(--data_dir="$LM_SCORES_DATA")
+  else LM_DATA_FLAGS=(--data_dir="$EVAL/lm_smoke_set" --make_smoke_set); fi
+  run "$PYTHON" -m "$LM_SCORES_MODULE" "${LM_DATA_FLAGS[@]}" \
+    --checkpoint="$MODELS/semantic/checkpoint_$(checkpoint_step)" \
+    --kmeans="$CODEBOOK" "${SEMANTIC_FLAGS[@]}" "${LM_GIN_FLAGS[@]}" \
+    --output_dir="$EVAL/lm_scores" "${LM_SCORES_ARGS[@]}"
+  CODEC_NEG_FLAGS=()
+  if [[ "$DETECTOR_CODEC_NEGATIVES" == true ]]; then
+    CODEC_NEG_FLAGS=(--codec_backend="$ACOUSTIC_BACKEND")
+    for o in "${ACOUSTIC_OPTIONS[@]}"; do CODEC_NEG_FLAGS+=(--acoustic_option="$o"); done
+    [[ "$ACOUSTIC_BACKEND" != lyra || -z "$LYRA_DIR" ]] \
+      || CODEC_NEG_FLAGS+=(--acoustic_option=model_dir="$LYRA_DIR")
+  fi
+  run "$PYTHON" -m "$DETECTOR_MODULE" --real="$CORPUS_TREE/$PROMPT_SPLIT" \
+    --generated="$GENERATED" --output_dir="$EVAL/detector" \
+    "${CODEC_NEG_FLAGS[@]}" "${DETECTOR_ARGS[@]}"
+  end_stage "$EVAL/tokens $EVAL/continuations $EVAL/lm_scores $EVAL/detector"
 fi
 
 echo
