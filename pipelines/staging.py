@@ -5,7 +5,10 @@ interpreters, ``np.load``). On Dataflow the files live in ``gs://``; a
 worker copies each one once, through Beam's ``FileSystems``, into
 ``$AUDIOLM_STAGING_DIR`` (default ``<tmp>/audiolm_t5x_staging``), and every
 later load in that process or another process of the same worker reuses the
-copy (same source path and size). Local paths are returned unchanged.
+copy while the source is unchanged: same path, size, modification time and
+the filesystem's checksum (GCS: the object's CRC32C or MD5), recorded beside
+the copy. A model rewritten in place (a refitted codebook has the same size)
+is copied again. Local paths are returned unchanged.
 
 Example::
 
@@ -18,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import posixpath
 import tempfile
@@ -25,11 +29,12 @@ import threading
 import uuid
 from typing import Sequence
 
+from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
 ENV_VAR = "AUDIOLM_STAGING_DIR"
 _LOCK = threading.Lock()
-_STAGED: dict = {}  # source path -> local path (this process)
+_STAGED: dict = {}  # source path -> (its stamp, local path) (this process)
 
 
 def is_local(path: str) -> bool:
@@ -46,12 +51,45 @@ def _folder_of(source_dir: str) -> str:
   return os.path.join(staging_root(), key)
 
 
-def _copy(source: str, dest: str) -> None:
-  size = FileSystems.match([source])[0].metadata_list
-  if not size:
+def _stamp(source: str) -> str:
+  """What identifies this version of ``source``, without reading its data."""
+  found = FileSystems.match([source])[0].metadata_list
+  if not found:
     raise FileNotFoundError(f"{source}: not found")
-  expected = size[0].size_in_bytes
-  if os.path.isfile(dest) and os.path.getsize(dest) == expected:
+  meta = found[0]
+  try:
+    checksum = FileSystems.checksum(source)
+  except (NotImplementedError, BeamIOError):
+    checksum = ""
+  return json.dumps({"size": meta.size_in_bytes,
+                     "updated": meta.last_updated_in_seconds,
+                     "checksum": checksum}, sort_keys=True)
+
+
+def _stamp_path(dest: str) -> str:
+  return os.path.join(os.path.dirname(dest),
+                      f".{os.path.basename(dest)}.source")
+
+
+def _read(path: str) -> str:
+  try:
+    with open(path, encoding="utf-8") as f:
+      return f.read()
+  except FileNotFoundError:
+    return ""
+
+
+def _write_atomically(path: str, text: str) -> None:
+  tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def _copy(source: str, dest: str, stamp: str) -> None:
+  expected = json.loads(stamp)["size"]
+  if (os.path.isfile(dest) and os.path.getsize(dest) == expected
+      and _read(_stamp_path(dest)) == stamp):
     return  # staged by another process of this worker
   os.makedirs(os.path.dirname(dest), exist_ok=True)
   tmp = f"{dest}.tmp-{uuid.uuid4().hex}"
@@ -65,7 +103,10 @@ def _copy(source: str, dest: str) -> None:
     if os.path.getsize(tmp) != expected:
       raise IOError(f"{source}: copied {os.path.getsize(tmp)} of {expected} "
                     "bytes")
+    # The copy first, its stamp second: a stamp that matches always describes
+    # the file in place (a reader between the two sees a mismatch and copies).
     os.replace(tmp, dest)
+    _write_atomically(_stamp_path(dest), stamp)
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
@@ -75,13 +116,14 @@ def local_path(path: str) -> str:
   """A local copy of the file ``path`` (``path`` itself when local)."""
   if is_local(path):
     return path
+  stamp = _stamp(path)
   with _LOCK:
-    if path not in _STAGED:
+    if _STAGED.get(path, (None,))[0] != stamp:
       dest = os.path.join(_folder_of(posixpath.dirname(path)),
                           posixpath.basename(path))
-      _copy(path, dest)
-      _STAGED[path] = dest
-    return _STAGED[path]
+      _copy(path, dest, stamp)
+      _STAGED[path] = (stamp, dest)
+    return _STAGED[path][1]
 
 
 def local_dir(path: str, names: Sequence[str]) -> str:

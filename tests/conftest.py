@@ -14,6 +14,18 @@ CLIPS_DIR = ASSETS_DIR / "librispeech_clips"
 LYRA_DIR = ASSETS_DIR / "lyra_soundstream"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_staging_dir(tmp_path_factory):
+  """Model copies staged by this test run stay in this run's temp folder.
+
+  The default (``<tmp>/audiolm_t5x_staging``) outlives the run, so tests would
+  otherwise meet copies left by an earlier run on the same machine.
+  """
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setenv("AUDIOLM_STAGING_DIR", str(tmp_path_factory.mktemp("staging")))
+    yield
+
+
 @pytest.fixture(scope="session")
 def clips_dir() -> pathlib.Path:
   if not CLIPS_DIR.is_dir():

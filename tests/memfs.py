@@ -9,6 +9,7 @@ subclasses by their ``scheme()``); files live in :data:`FILES`.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import posixpath
 
@@ -87,7 +88,8 @@ class MemoryFileSystem(FileSystem):
     return 0.0
 
   def checksum(self, path):
-    return str(len(FILES[path]))
+    # Like GCS, a checksum of the object's bytes (its MD5), read from metadata.
+    return hashlib.md5(FILES[path]).hexdigest()
 
   def metadata(self, path):
     return FileMetadata(path, len(FILES[path]))

@@ -306,6 +306,25 @@ def test_staging_copies_a_non_local_file_once(tmp_path, monkeypatch):
   assert staging.local_path(str(tmp_path)) == str(tmp_path)
 
 
+def test_staging_copies_again_a_model_rewritten_in_place(tmp_path,
+                                                         monkeypatch):
+  """A refitted codebook has the same size; the stale copy must not be used."""
+  monkeypatch.setenv(staging.ENV_VAR, str(tmp_path / "stage"))
+  monkeypatch.setattr(staging, "_STAGED", {})
+  path = "memfs://bucket/models/refit.npz"
+  memfs.FILES[path] = b"old-codebook"
+  first = staging.local_path(path)
+  assert open(first, "rb").read() == b"old-codebook"
+  memfs.FILES[path] = b"new-codebook"  # same size, new bytes
+  # The same process, then another process of the worker (empty cache).
+  assert open(staging.local_path(path), "rb").read() == b"new-codebook"
+  monkeypatch.setattr(staging, "_STAGED", {})
+  memfs.FILES[path] = b"third-codes!"
+  memfs.OPENED.clear()
+  assert open(staging.local_path(path), "rb").read() == b"third-codes!"
+  assert staging.local_path(path) == first and memfs.OPENED == [path]
+
+
 # --- the job's transforms (TestPipeline) ------------------------------------
 
 
