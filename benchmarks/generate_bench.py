@@ -298,7 +298,16 @@ def build_direct(size: str, network_name: str, rows: int, windows: int,
       "semantic": None,
       "coarse": settings.semantic_frames + 1,
       "fine": settings.window_frames * constants.COARSE_LEVELS + 1}
+  # Random parameters are made once, on the host, and copied over: on the
+  # H200 the GPU compile of the paper-size init alone ran past 50 s
+  # (faulthandler's stack: backend_compile_and_load under this init's jit),
+  # which is why the first timed calls printed nothing.
+  try:
+    host = jax.devices("cpu")[0]
+  except RuntimeError:  # JAX_PLATFORMS without cpu
+    host = jax.devices()[0]
   models = {}
+  params = None
   for i, s in enumerate(STAGES):
     bidirectional = s != "semantic"
     if network_name == "stock":
@@ -312,9 +321,20 @@ def build_direct(size: str, network_name: str, rows: int, windows: int,
           **kwargs, bidirectional_prefix_buckets=bidirectional,
           max_prefix_length=prefix_bound[s]))
     x = jax.numpy.ones((1, 8), jax.numpy.int32)
-    params = jax.jit(lambda k, m=module: m.init(
-        k, x, x, enable_dropout=False)["params"])(jax.random.PRNGKey(i))
-    params = t5x_model.cast_params(params, param_dtype)
+    init = lambda k, m=module: m.init(k, x, x, enable_dropout=False)["params"]  # pylint: disable=cell-var-from-loop
+    if params is None:
+      _log(f"{s}: initialising {size} {network_name} parameters on "
+           f"{host.platform}")
+      start = time.perf_counter()
+      with jax.default_device(host):
+        params = t5x_model.cast_params(
+            jax.jit(init)(jax.random.PRNGKey(i)), param_dtype)
+      params = jax.device_put(params, jax.devices()[0])
+      _log(f"{s}: parameters ready in {time.perf_counter() - start:.1f} s")
+    else:  # the stages differ in masks, not in parameters: share one draw
+      shapes = jax.eval_shape(init, jax.random.PRNGKey(i))
+      assert (jax.tree_util.tree_structure(shapes) ==
+              jax.tree_util.tree_structure(params)), s
     models[s] = _Timed(DirectStageModel(
         module, params, bidirectional=bidirectional,
         batch_size=rows * (windows if s == "fine" else 1),

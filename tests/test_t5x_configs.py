@@ -16,6 +16,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import time
@@ -474,11 +475,12 @@ def test_tiny_stage_trains_and_samples(stage, then, tokenized_dataset,
                                        tmp_path, request):
   """T5X's train and infer binaries on the tokenization job's records.
 
-  Trains the tiny model 2 steps (with a validation evaluation); then resumes
-  from checkpoint_2 to step 3 (stage 1) or evaluates checkpoint_2 alone with
-  runs/eval.gin (stage 2); then samples with the stage's infer gin. Stage 3
-  samples the checkpoint the speech recipe's stage 7 trained with the same
-  binary (``tiny_checkpoints``), which spares CI a third training run.
+  Stage 1 trains the tiny model 2 steps, then resumes from checkpoint_2 to
+  step 3 in the same MODEL_DIR. Stages 2 and 3 start from the checkpoint_2
+  that the speech recipe's stage 7 trained with the same binary
+  (``tiny_checkpoints``), which spares CI two training runs: stage 2
+  evaluates a copy of that model dir alone with runs/eval.gin (on this
+  test's records). Each then samples with the stage's infer gin.
   """
   from audiolm_t5x import contract  # pylint: disable=g-import-not-at-top
   audiolm = _task_constants()
@@ -498,6 +500,10 @@ def test_tiny_stage_trains_and_samples(stage, then, tokenized_dataset,
   if then == "recipe":
     checkpoint = pathlib.Path(request.getfixturevalue("tiny_checkpoints")[stage])
     assert checkpoint.name == f"checkpoint_{step}", checkpoint
+  elif then == "evaluate":  # a copy of the recipe's model dir (trained there)
+    trained = pathlib.Path(request.getfixturevalue("tiny_checkpoints")[stage])
+    assert trained.name == f"checkpoint_{step}", trained
+    shutil.copytree(trained.parent, model_dir)
   else:
     log = _run_t5x("train", train + short + ["--gin.TRAIN_STEPS=2"], env)
     assert checkpoint.is_dir(), log[-3000:]
