@@ -471,8 +471,9 @@ TEST_DECODE_TOKENS = 48
 @pytest.mark.parametrize("stage,then", [("semantic", "sample"),
                                         ("coarse", "evaluate"),
                                         ("fine", "sample")])
-def test_tiny_stage_checkpoint_evaluates_and_samples(stage, then, tokenized_dataset,
-                                       tmp_path, request):
+def test_tiny_stage_checkpoint_evaluates_and_samples(stage, then,
+                                                     tokenized_dataset,
+                                                     tmp_path, request):
   """T5X's eval and infer binaries on the tokenization job's records.
 
   Each stage starts from the checkpoint_2 that the speech recipe's stages 5-7
