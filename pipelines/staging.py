@@ -51,19 +51,17 @@ def _folder_of(source_dir: str) -> str:
   return os.path.join(staging_root(), key)
 
 
-def _stamp(source: str) -> str:
+def _stamp(source: str) -> dict:
   """What identifies this version of ``source``, without reading its data."""
   found = FileSystems.match([source])[0].metadata_list
   if not found:
     raise FileNotFoundError(f"{source}: not found")
-  meta = found[0]
   try:
     checksum = FileSystems.checksum(source)
   except (NotImplementedError, BeamIOError):
     checksum = ""
-  return json.dumps({"size": meta.size_in_bytes,
-                     "updated": meta.last_updated_in_seconds,
-                     "checksum": checksum}, sort_keys=True)
+  return {"size": found[0].size_in_bytes,
+          "updated": found[0].last_updated_in_seconds, "checksum": checksum}
 
 
 def _stamp_path(dest: str) -> str:
@@ -71,25 +69,19 @@ def _stamp_path(dest: str) -> str:
                       f".{os.path.basename(dest)}.source")
 
 
-def _read(path: str) -> str:
+def _staged_stamp(dest: str):
+  """The stamp recorded beside a staged copy, or None."""
   try:
-    with open(path, encoding="utf-8") as f:
-      return f.read()
-  except FileNotFoundError:
-    return ""
+    with open(_stamp_path(dest), encoding="utf-8") as f:
+      return json.load(f)
+  except (FileNotFoundError, ValueError):
+    return None
 
 
-def _write_atomically(path: str, text: str) -> None:
-  tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
-def _copy(source: str, dest: str, stamp: str) -> None:
-  expected = json.loads(stamp)["size"]
+def _copy(source: str, dest: str, stamp: dict) -> None:
+  expected = stamp["size"]
   if (os.path.isfile(dest) and os.path.getsize(dest) == expected
-      and _read(_stamp_path(dest)) == stamp):
+      and _staged_stamp(dest) == stamp):
     return  # staged by another process of this worker
   os.makedirs(os.path.dirname(dest), exist_ok=True)
   tmp = f"{dest}.tmp-{uuid.uuid4().hex}"
@@ -106,7 +98,9 @@ def _copy(source: str, dest: str, stamp: str) -> None:
     # The copy first, its stamp second: a stamp that matches always describes
     # the file in place (a reader between the two sees a mismatch and copies).
     os.replace(tmp, dest)
-    _write_atomically(_stamp_path(dest), stamp)
+    with open(tmp, "w", encoding="utf-8") as f:
+      json.dump(stamp, f)
+    os.replace(tmp, _stamp_path(dest))
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)

@@ -60,10 +60,15 @@ CACHE_TASKS=audiolm_semantic_v001
 CACHE_MIN_SHARDS=1
 PYTHON={python}
 MODEL_GINS=(models/tiny.gin)
-TRAIN_STEPS={steps}
+"""
+# Both recipes' tiny training and generation knobs (the piano's config ends
+# with them too): TRAIN_STEPS steps of batch 2 without a validation pass, then
+# 1 s prompts continued to 2 s.
+TINY_TRAIN_CONFIG = f"""
+TRAIN_STEPS={TRAIN_STEPS}
 BATCH_SIZE=2
 TRAIN_EXTRA_ARGS=(--gin.partitioning.PjitPartitioner.backend=None
-                  --gin.RANDOM_SEED=0 --gin_file={work}/no_eval.gin)
+                  --gin.RANDOM_SEED=0 --gin_file={{work}}/no_eval.gin)
 PROMPT_SECONDS=1
 CONTINUATION_SECONDS=2
 GENERATE_EXTRA_ARGS=(--batch_size=2)
@@ -141,9 +146,8 @@ def speech_recipe(tmp_path_factory, clips_dir, lyra_dir) -> dict:
   work.mkdir()
   (work / "no_eval.gin").write_text(NO_EVAL_GIN)
   config = root / "tiny.sh"
-  config.write_text(TINY_CONFIG.format(
-      archives=archives, lyra_dir=lyra_dir, work=work, python=sys.executable,
-      steps=TRAIN_STEPS))
+  config.write_text((TINY_CONFIG + TINY_TRAIN_CONFIG).format(
+      archives=archives, lyra_dir=lyra_dir, work=work, python=sys.executable))
   last = 7 if HAVE_T5X else 4
   proc = run_recipe(LIBRISPEECH_RECIPE, config, "--stop_stage", str(last))
   if proc.returncode:

@@ -144,8 +144,7 @@ def test_a_sample_does_not_depend_on_its_batch():
   alone = _generator().generate([_prompt("b", seed=1)], mode="continuation",
                                 settings=settings)
   mixed = _generator().generate([_prompt("a"), _prompt("b", seed=1)],
-                                mode="continuation", settings=settings,
-                                batch_key=9)
+                                mode="continuation", settings=settings)
   for k in range(2):
     np.testing.assert_array_equal(alone[k].codes, mixed[2 + k].codes)
     np.testing.assert_array_equal(alone[k].semantic, mixed[2 + k].semantic)

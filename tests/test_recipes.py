@@ -222,14 +222,7 @@ LYRA_DIR={lyra_dir}
 NUM_SHARDS=1
 WORK_DIR={work}
 PYTHON={python}
-TRAIN_STEPS=2
-BATCH_SIZE=2
-TRAIN_EXTRA_ARGS=(--gin.partitioning.PjitPartitioner.backend=None
-                  --gin.RANDOM_SEED=0 --gin_file={work}/no_eval.gin)
-PROMPT_SECONDS=1
-CONTINUATION_SECONDS=2
-GENERATE_EXTRA_ARGS=(--batch_size=2)
-"""
+""" + t5x_fixtures.TINY_TRAIN_CONFIG
 
 
 @pytest.fixture(scope="module")

@@ -24,13 +24,14 @@ import time
 import numpy as np
 import pytest
 
+from tests.t5x_fixtures import NO_EVAL_GIN
 from tests.test_t5x_configs import (CONFIG_DIR, HAVE_T5X, NO_T5X, REPO_ROOT,  # pylint: disable=g-multiple-import
-                                    TEST_RUN_GIN, _env)
+                                    _env)
 
 pytestmark = pytest.mark.skipif(not HAVE_T5X, reason=NO_T5X)
 
 # Every step its own summary (eval_period) and a checkpoint every 2 steps.
-RESUME_GIN = TEST_RUN_GIN + """
+RESUME_GIN = NO_EVAL_GIN + """
 from t5x import utils
 train_script.train.eval_period = 1
 utils.SaveCheckpointConfig.period = 2

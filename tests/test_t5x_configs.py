@@ -448,14 +448,8 @@ TINY_TRAIN = ["--gin_file=models/tiny.gin", "--gin_file=partitioning/gpu.gin",
               "--gin.partitioning.PjitPartitioner.backend=None",
               "--gin.BATCH_SIZE=2", "--gin.RANDOM_SEED=0"]
 
-# Test-only settings: no validation pass at the end of the short training runs
-# (the stage-2 test evaluates with runs/eval.gin instead); T5X's train binary
-# takes __main__'s configurables from a gin file, not from --gin bindings.
-TEST_RUN_GIN = """
-from __gin__ import dynamic_registration
-import __main__ as train_script
-train_script.train.train_eval_dataset_cfg = None
-"""
+# Test-only: a short validation pass (T5X's train binary takes __main__'s
+# configurables from a gin file, not from --gin bindings).
 TEST_EVAL_GIN = """
 from __gin__ import dynamic_registration
 import __main__ as train_script

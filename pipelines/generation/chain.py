@@ -202,11 +202,6 @@ def dedup(tokens: np.ndarray) -> np.ndarray:
   return out[contract.SEMANTIC_TOKENS].numpy()
 
 
-def _stage_seed(seed: int, batch_key: int, stage: int) -> int:
-  return int(np.random.SeedSequence([seed, batch_key, stage]).generate_state(
-      1)[0] & 0x7FFFFFFF)
-
-
 def row_seed(seed: int, prompt_id: str, sample_index: int, stage: int,
              start: int = 0) -> int:
   """The seed of one sampled sequence: (run seed, prompt, sample, stage, window).
@@ -298,8 +293,7 @@ class Generator:
 
   # --- the chain ----------------------------------------------------------------
   def generate(self, prompts: Sequence[Optional[Prompt]], *, mode: str,
-               settings: GenerationSettings,
-               batch_key: int = 0) -> List[Sample]:
+               settings: GenerationSettings) -> List[Sample]:
     """Generates ``settings.num_samples`` samples per prompt.
 
     Args:
@@ -307,11 +301,10 @@ class Generator:
         :func:`unconditional_prompt` (names the output) or None; their tokens
         are not read.
       mode: ``continuation``, ``unconditional`` or ``resynthesis``.
-      settings: lengths, sampling, seed.
-      batch_key: the Beam job's batch number. Samples do not depend on it:
-        every sampled sequence has its own seed (:func:`row_seed`, from
-        ``settings.seed``, the prompt id, the sample index, the stage and the
-        stage-3 window), so a sample is the same in any batch.
+      settings: lengths, sampling, seed. Every sampled sequence has its own
+        seed (:func:`row_seed`, from ``settings.seed``, the prompt id, the
+        sample index, the stage and the stage-3 window), so a sample is the
+        same in any batch.
 
     Returns:
       Samples in order: prompt 0's samples 0..n-1, then prompt 1's, ...
@@ -327,9 +320,9 @@ class Generator:
       rows += [(p, k) for k in range(settings.num_samples)]
     if not rows:
       return []
-    semantic = self._semantic(rows, mode, settings, batch_key)
-    coarse = self._coarse(rows, semantic, mode, settings, batch_key)
-    fine = self._fine(rows, coarse, mode, settings, batch_key)
+    semantic = self._semantic(rows, mode, settings)
+    coarse = self._coarse(rows, semantic, mode, settings)
+    fine = self._fine(rows, coarse, mode, settings)
     samples = []
     for i, (p, k) in enumerate(rows):
       codes = np.concatenate([coarse[i], fine[i]], axis=1)
@@ -375,7 +368,7 @@ class Generator:
       constraint.check(ids, where=where)
     return out
 
-  def _semantic(self, rows, mode, settings, batch_key) -> List[np.ndarray]:
+  def _semantic(self, rows, mode, settings) -> List[np.ndarray]:
     s_all, p = settings.semantic_frames, settings.prompt_frames
     c = self.constraints[constraints_lib.SEMANTIC]
     if mode == RESYNTHESIS:
@@ -391,13 +384,12 @@ class Generator:
           length=s_all - head.size,
           seed=self._row_seed(rows, i, settings, 1)))
     out = self._run(constraints_lib.SEMANTIC, rows, requests,
-                    settings.semantic, _stage_seed(settings.seed, batch_key, 1))
+                    settings.semantic, settings.seed)
     return [np.concatenate([h, constraints_lib.to_raw(c, ids,
                                                       layout=self.layout)])
             for h, ids in zip(heads, out)]
 
-  def _coarse(self, rows, semantic, mode, settings,
-              batch_key) -> List[np.ndarray]:
+  def _coarse(self, rows, semantic, mode, settings) -> List[np.ndarray]:
     c_sem = self.constraints[constraints_lib.SEMANTIC]
     c = self.constraints[constraints_lib.COARSE]
     q = self.coarse_levels
@@ -412,10 +404,10 @@ class Generator:
           inputs=constraints_lib.to_lm(c_sem, dedup(sem)), forced=forced,
           length=t_all * q, seed=self._row_seed(rows, i, settings, 2)))
     out = self._run(constraints_lib.COARSE, rows, requests, settings.coarse,
-                    _stage_seed(settings.seed, batch_key, 2))
+                    settings.seed)
     return [constraints_lib.to_raw(c, ids, layout=self.layout) for ids in out]
 
-  def _fine(self, rows, coarse, mode, settings, batch_key) -> List[np.ndarray]:
+  def _fine(self, rows, coarse, mode, settings) -> List[np.ndarray]:
     q, q_all = self.coarse_levels, self.layout.acoustic_levels
     t_all, w = settings.acoustic_frames, settings.window_frames
     if self.models[constraints_lib.FINE] is None:
@@ -442,7 +434,7 @@ class Generator:
         window_rows.append(rows[i])
     if requests:
       out = self._run(constraints_lib.FINE, window_rows, requests,
-                      settings.fine, _stage_seed(settings.seed, batch_key, 3))
+                      settings.fine, settings.seed)
       for (i, start, stop), ids in zip(where, out):
         fine[i][start:stop] = constraints_lib.to_raw(c, ids,
                                                      layout=self.layout)

@@ -185,8 +185,7 @@ class GenerateBatchFn(beam.DoFn):
     start = time.monotonic()
     try:
       samples = self._generator.generate(prompts, mode=s.mode,
-                                         settings=s.settings,
-                                         batch_key=batch_key)
+                                         settings=s.settings)
     except chain_lib.GenerationError as e:
       self._c["failed"].inc(len(prompts))
       for p in prompts:

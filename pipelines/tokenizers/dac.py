@@ -118,8 +118,7 @@ class DacTokenizer(torch_backend.AcousticBackend):
     return units
 
   def _forward(self, inputs, padded, batched):
-    rows = (self._compiled_rows(len(inputs), padded, batched)
-            if self.options.compile else None)
+    rows = self._compiled_rows(len(inputs), padded, batched)
     values, _, valid, lengths = self._pad(inputs, padded, rows)
     codes = self._compiled(values, valid)
     return self._fetch(codes, [self._num_codes(n) for n in lengths])

@@ -391,11 +391,15 @@ class TorchBackend:
       return 1
     return max(1, min(self.batch_size, self._max_units() // padded))
 
-  def _compiled_rows(self, count: int, padded: int, batched: bool) -> int:
-    """Rows of a compiled batch of ``count`` windows: rounded up to a
-    quarter of the bucket's most rows, so a bucket has at most four graphs
-    and a part-filled batch (the last of a call) pays at most a quarter of a
-    full one in padding rows."""
+  def _compiled_rows(self, count: int, padded: int,
+                     batched: bool) -> Optional[int]:
+    """Rows of a compiled batch of ``count`` windows (None when not
+    compiled: the batch keeps its own count): rounded up to a quarter of
+    the bucket's most rows, so a bucket has at most four graphs and a
+    part-filled batch (the last of a call) pays at most a quarter of a full
+    one in padding rows."""
+    if not self.options.compile:
+      return None
     most = self._rows(padded, batched)
     step = max(1, -(-most // 4))
     return min(most, -(-count // step) * step)

@@ -263,8 +263,7 @@ class W2vBertEmbedder(torch_backend.SemanticBackend):
     return self._pool(h, frames)
 
   def _forward(self, inputs, padded, batched):
-    rows = (self._compiled_rows(len(inputs), padded, batched)
-            if self.options.compile else None)
+    rows = self._compiled_rows(len(inputs), padded, batched)
     feats, mask, valid, lengths = self._pad(inputs, padded, rows)
     pooled = self._compiled(feats, mask, valid)
     return self._fetch(pooled, [-(-n // 2) for n in lengths])
